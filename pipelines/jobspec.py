@@ -1,0 +1,170 @@
+"""JobSpec: the single, validated description of a generation job.
+
+The same spec runs identically from the UI, a node, the CLI or a workflow file, and is
+embedded in every output so a result can be reproduced. Validation happens in two
+places, both here: ``check()`` rejects what no model could do (before anything is
+loaded), and ``adapted_to()`` rounds frames and size to a model's rules and says what
+it changed.
+"""
+from __future__ import annotations
+
+import dataclasses
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import KinetographError
+from .families import TASKS, ModelFamily
+
+# Hard ceilings that hold for every model: beyond them a job is a typo, not a request.
+MAX_FRAMES = 1000
+MAX_SIDE = 4096
+MAX_STEPS = 500
+MAX_FPS = 240.0
+MAX_SEED = 2**32 - 1
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    task: str = "t2v"
+    model: str = "tiny-ltx"
+    prompt: str = ""
+    negative_prompt: str | None = None  # None: the family's default negative prompt
+    image: str | None = None  # start frame (i2v, keyframes)
+    last_image: str | None = None  # end frame (keyframes)
+    frames: int | None = None  # None: from seconds, else the family default
+    seconds: float | None = None
+    fps: float | None = None
+    width: int | None = None
+    height: int | None = None
+    steps: int | None = None
+    guidance: float | None = None
+    seed: int | None = None  # None: a random seed, recorded in the result
+    out: str | None = None  # output path; None: outputs/<date>/<name>-<seed>.mp4
+    name: str | None = None
+    # What adapted_to() changed, in words; part of the spec so outputs record it.
+    adjustments: tuple[str, ...] = field(default=())
+
+    # ------------------------------------------------------------------ checks
+    def check(self) -> JobSpec:
+        """Reject what no model can do. Returns self so calls chain."""
+        if self.task not in TASKS:
+            raise KinetographError(f"Unknown task {self.task!r}. Choose one of: {', '.join(TASKS)}.")
+        if not self.model or not str(self.model).strip():
+            raise KinetographError("No model given. Pass --model with a preset (see `python app.py models`), "
+                                   "a hub repo id or a local folder.")
+        if self.task == "t2v" and not self.prompt.strip():
+            raise KinetographError("Text-to-video needs a prompt: pass --prompt \"what should happen\".")
+        if self.task in ("i2v", "keyframes") and not self.image:
+            raise KinetographError(f"The {self.task} task needs a start image: pass --image PATH.")
+        if self.task == "keyframes" and not self.last_image:
+            raise KinetographError("The keyframes task needs a last frame: pass --last-image PATH.")
+        if self.task == "t2v" and (self.image or self.last_image):
+            raise KinetographError("Text-to-video takes no images; use --task i2v (start image) "
+                                   "or --task keyframes (first and last frame).")
+        if self.task == "i2v" and self.last_image:
+            raise KinetographError("A last frame needs --task keyframes, not i2v.")
+        if self.frames is not None and self.seconds is not None:
+            raise KinetographError("Give either a frame count or a duration in seconds, not both.")
+        if self.frames is not None:
+            _check_int("frames", self.frames, 1, MAX_FRAMES)
+        if self.seconds is not None and not (0 < self.seconds <= MAX_FRAMES / 8):
+            raise KinetographError(f"Duration {self.seconds} s is out of range: use more than 0 "
+                                   f"and at most {MAX_FRAMES // 8} s (longer videos: the extend task).")
+        if self.fps is not None and not (0 < self.fps <= MAX_FPS):  # NaN fails this too
+            raise KinetographError(f"fps {self.fps} is out of range: use a value above 0 and at most {MAX_FPS:g}.")
+        for side in ("width", "height"):
+            value = getattr(self, side)
+            if value is not None:
+                _check_int(side, value, 16, MAX_SIDE)
+        if self.steps is not None:
+            _check_int("steps", self.steps, 1, MAX_STEPS)
+        if self.guidance is not None and not (0.0 <= self.guidance <= 50.0):
+            raise KinetographError(f"Guidance {self.guidance} is out of range: use 0 to 50 "
+                                   f"(typical: 3 to 8; 1 or less turns classifier-free guidance off).")
+        if self.seed is not None:
+            _check_int("seed", self.seed, 0, MAX_SEED)
+        return self
+
+    # -------------------------------------------------------------- adaptation
+    def adapted_to(self, family: ModelFamily, frame_multiple: int | None = None,
+                   size_multiple: int | None = None) -> JobSpec:
+        """Fill defaults from the family and round to the model's rules.
+
+        ``frame_multiple``/``size_multiple`` override the family's when the loaded model
+        says otherwise (the VAE's real compression ratios are read after loading).
+        Every change is recorded in ``adjustments``.
+        """
+        self.check()
+        frame_multiple = frame_multiple or family.frame_multiple
+        size_multiple = size_multiple or family.size_multiple
+        notes = list(self.adjustments)
+
+        fps = self.fps if self.fps is not None else family.default_fps
+        if self.frames is not None:
+            frames = self.frames
+        elif self.seconds is not None:
+            frames = max(1, round(self.seconds * fps))
+        else:
+            frames = family.default_frames
+        if frames > family.max_frames:
+            raise KinetographError(
+                f"{frames} frames is more than {family.label} generates in one pass "
+                f"(at most {family.max_frames}). Ask for fewer frames, or use the extend task for long videos."
+            )
+        rounded = _round_frames(frames, frame_multiple)
+        if rounded != frames:
+            notes.append(f"frames {frames} -> {rounded} ({family.label} needs {frame_multiple}k+1 frames)")
+
+        width = self.width if self.width is not None else family.default_width
+        height = self.height if self.height is not None else family.default_height
+        new_w, new_h = (_round_size(width, size_multiple), _round_size(height, size_multiple))
+        if (new_w, new_h) != (width, height):
+            notes.append(f"size {width}x{height} -> {new_w}x{new_h} (multiples of {size_multiple})")
+
+        seed = self.seed if self.seed is not None else random.randint(0, MAX_SEED)
+        negative = self.negative_prompt if self.negative_prompt is not None else family.default_negative_prompt
+        # Dedupe while keeping order: re-adapting a spec must not repeat notes.
+        notes = list(dict.fromkeys(notes))
+        return dataclasses.replace(
+            self, frames=rounded, seconds=None, fps=fps, width=new_w, height=new_h,
+            steps=self.steps if self.steps is not None else family.default_steps,
+            guidance=self.guidance if self.guidance is not None else family.default_guidance,
+            seed=seed, negative_prompt=negative, adjustments=tuple(notes),
+        )
+
+    # ----------------------------------------------------------- serialisation
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["adjustments"] = list(self.adjustments)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> JobSpec:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise KinetographError(f"Unknown job settings: {', '.join(unknown)}. Known: {', '.join(sorted(names))}.")
+        values = dict(data)
+        if "adjustments" in values:
+            values["adjustments"] = tuple(values["adjustments"] or ())
+        return cls(**values)
+
+
+def _check_int(name: str, value: Any, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise KinetographError(f"{name} must be a whole number, got {value!r}.")
+    if not (low <= value <= high):
+        raise KinetographError(f"{name} = {value} is out of range: use {low} to {high}.")
+
+
+def _round_frames(frames: int, multiple: int) -> int:
+    """Nearest count of the form multiple*k + 1 (at least multiple + 1 for multiple > 1)."""
+    if multiple <= 1:
+        return frames
+    k = max(1, round((frames - 1) / multiple))
+    return multiple * k + 1
+
+
+def _round_size(value: int, multiple: int) -> int:
+    return max(multiple, int(round(value / multiple)) * multiple)

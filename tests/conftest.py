@@ -1,0 +1,38 @@
+"""Tests run offline on CPU: no hub access, tiny models built into one cache per session."""
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def kinetograph_home(tmp_path_factory):
+    """One tiny-model cache for the whole session (built on first use, reused after)."""
+    home = Path(os.environ.get("KINETOGRAPH_TEST_HOME") or tmp_path_factory.mktemp("kinetograph-home"))
+    os.environ["KINETOGRAPH_HOME"] = str(home)
+    return home
+
+
+@pytest.fixture
+def sample_images(tmp_path):
+    """A start and an end frame with real structure (gradients + a square), as PNG files."""
+    import numpy as np
+    from PIL import Image
+
+    yy, xx = np.mgrid[0:96, 0:128]
+    first = np.stack([xx * 2, yy * 2, np.full_like(xx, 80)], axis=-1).astype(np.uint8)
+    last = first.copy()
+    first[20:50, 10:40] = (255, 40, 40)
+    last[40:70, 80:110] = (40, 40, 255)
+    paths = []
+    for name, array in (("first.png", first), ("last.png", last)):
+        Image.fromarray(array).save(tmp_path / name)
+        paths.append(str(tmp_path / name))
+    return paths
