@@ -13,6 +13,17 @@ if str(REPO_ROOT) not in sys.path:
 
 
 @pytest.fixture(scope="session", autouse=True)
+def single_torch_thread():
+    """Tiny models are latency-bound: one thread is faster than two fighting on a 2-core CI box."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="session", autouse=True)
 def kinetograph_home(tmp_path_factory):
     """One tiny-model cache for the whole session (built on first use, reused after)."""
     home = Path(os.environ.get("KINETOGRAPH_TEST_HOME") or tmp_path_factory.mktemp("kinetograph-home"))

@@ -1,0 +1,193 @@
+"""Kinetograph front door: `python app.py` (web UI) or `python app.py <subcommand>` (CLI).
+
+Subcommands are thin: they turn arguments into engine calls and print what came back.
+Errors a user can fix print one clear line (no traceback) and exit with status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from pipelines.errors import JobCancelled, KinetographError
+
+
+# ------------------------------------------------------------------ progress bar
+class TerminalProgress:
+    """A tqdm bar per stage (load, encode, denoise, decode, write)."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.stage: str | None = None
+        self.bar = None
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        if stage != self.stage or self.bar is None or self.bar.total != total:
+            self.close()
+            self.stage = stage
+            self.bar = tqdm(total=total, desc=f"{stage:>9}", unit="step" if stage == "denoise" else "",
+                            leave=stage in ("denoise", "interpolate"), file=sys.stderr, dynamic_ncols=True)
+        self.bar.n = done
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+# --------------------------------------------------------------------- commands
+def cmd_generate(args: argparse.Namespace) -> int:
+    from pipelines import engine
+    from pipelines.jobspec import JobSpec
+
+    job = JobSpec(task=args.task, model=args.model, prompt=args.prompt or "",
+                  negative_prompt=args.negative_prompt, image=args.image, last_image=args.last_image,
+                  frames=args.frames, seconds=args.seconds, fps=args.fps, width=args.width, height=args.height,
+                  steps=args.steps, guidance=args.guidance, seed=args.seed, out=args.out, name=args.name)
+    bar = TerminalProgress(enabled=not args.quiet)
+    try:
+        result = engine.run(job, progress=bar, output_dir=args.output_dir, overwrite=args.overwrite)
+    finally:
+        bar.close()
+    if args.json:
+        print(json.dumps({"path": str(result.path), "frames": result.frame_count, "fps": result.fps,
+                          "width": result.width, "height": result.height, "seed": result.seed,
+                          "timings": result.timings, "memory": result.memory, "notes": result.notes}))
+    else:
+        print(result.summary())
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from pipelines.catalog import model_catalog
+
+    rows = model_catalog()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for family in rows["families"]:
+        print(f"{family['label']}  [{family['id']}]  tasks: {', '.join(family['tasks'])}; "
+              f"frames {family['frame_rule']}, sizes multiple of {family['size_multiple']}, "
+              f"default {family['default_size']} @ {family['default_fps']:g} fps")
+        for preset in rows["presets"]:
+            if preset["family"] == family["id"]:
+                print(f"    {preset['id']:<22} {preset['availability']:<28} {preset['description']}")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from pipelines.video_io import read_metadata
+
+    print(json.dumps(read_metadata(args.path), indent=2))
+    return 0
+
+
+def cmd_interpolate(args: argparse.Namespace) -> int:
+    from pipelines.interpolation import interpolate_video
+    from pipelines.video_io import unique_output_path
+
+    src = Path(args.input)
+    out = Path(args.out) if args.out else unique_output_path(src.with_name(f"{src.stem}-{_interp_suffix(args)}.mp4"))
+    bar = TerminalProgress(enabled=not args.quiet)
+    try:
+        result = interpolate_video(src, out, factor=args.factor, target_fps=args.fps, start_frame=args.start,
+                                   end_frame=args.end, slowmo=args.slowmo, progress=bar)
+    finally:
+        bar.close()
+    print(f"wrote {result.path}  ({result.frames_in} -> {result.frames_out} frames, "
+          f"{result.src_fps:g} -> {result.out_fps:g} fps, {result.ms_per_frame:.0f} ms per new frame"
+          + (f", scene cuts kept at input frames {result.scene_cuts}" if result.scene_cuts else "") + ")")
+    return 0
+
+
+def _interp_suffix(args: argparse.Namespace) -> str:
+    if args.fps:
+        return f"{args.fps:g}fps"
+    return f"x{args.factor}" + ("-slowmo" if args.slowmo else "")
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    print("The Kinetograph web UI is not part of this version yet. Use the command line:\n"
+          "  python app.py generate --task t2v --model tiny-ltx --prompt \"a red fox\" --frames 9 "
+          "--width 64 --height 64 --steps 2\n  python app.py --help", file=sys.stderr)
+    return 2
+
+
+# ----------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python app.py", description=(
+        "Kinetograph: video diffusion from the command line. With no subcommand, starts the web UI."))
+    sub = parser.add_subparsers(dest="command")
+
+    gen = sub.add_parser("generate", help="make a video from a prompt, a start image, or first+last frames")
+    gen.add_argument("--task", choices=["t2v", "i2v", "keyframes"], default="t2v")
+    gen.add_argument("--model", default="tiny-ltx", help="preset (see `models`), hub repo id, or local folder")
+    gen.add_argument("--prompt", default="")
+    gen.add_argument("--negative-prompt", default=None)
+    gen.add_argument("--image", help="start frame (i2v, keyframes)")
+    gen.add_argument("--last-image", help="last frame (keyframes)")
+    length = gen.add_mutually_exclusive_group()
+    length.add_argument("--frames", type=int)
+    length.add_argument("--seconds", type=float)
+    gen.add_argument("--fps", type=float)
+    gen.add_argument("--width", type=int)
+    gen.add_argument("--height", type=int)
+    gen.add_argument("--steps", type=int)
+    gen.add_argument("--guidance", type=float)
+    gen.add_argument("--seed", type=int)
+    gen.add_argument("--out", help="output .mp4 (default: outputs/<date>/<name>-<seed>.mp4)")
+    gen.add_argument("--output-dir", help="folder for default output names (default: outputs)")
+    gen.add_argument("--name", help="name for the output file")
+    gen.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    gen.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    gen.add_argument("--quiet", action="store_true", help="no progress bar")
+    gen.set_defaults(func=cmd_generate)
+
+    models = sub.add_parser("models", help="list model families and presets, and which are available here")
+    models.add_argument("--json", action="store_true")
+    models.set_defaults(func=cmd_models)
+
+    interp = sub.add_parser("interpolate", help="raise a video's frame rate (no model weights needed)")
+    interp.add_argument("input", help="video file")
+    rate = interp.add_mutually_exclusive_group(required=True)
+    rate.add_argument("--factor", type=int, help="2, 3, 4...: that many output frames per input frame")
+    rate.add_argument("--fps", type=float, help="target frame rate, e.g. 60 (24 -> 60 works)")
+    interp.add_argument("--slowmo", action="store_true", help="keep the fps and multiply the frames (with --factor)")
+    interp.add_argument("--start", type=int, default=0, help="first input frame")
+    interp.add_argument("--end", type=int, default=None, help="input frame to stop before")
+    interp.add_argument("--out", help="output .mp4 (default: next to the input)")
+    interp.add_argument("--quiet", action="store_true")
+    interp.set_defaults(func=cmd_interpolate)
+
+    info = sub.add_parser("info", help="print the settings embedded in a Kinetograph output")
+    info.add_argument("path")
+    info.set_defaults(func=cmd_info)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", cmd_ui)
+    try:
+        return func(args)
+    except JobCancelled as exc:
+        print(f"cancelled: {exc}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("cancelled: interrupted; no output was written.", file=sys.stderr)
+        return 130
+    except KinetographError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    sys.exit(main())

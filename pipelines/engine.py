@@ -1,0 +1,252 @@
+"""engine.run(job): JobSpec -> model -> stages -> mp4 with metadata -> Result.
+
+Stages (encode prompt, denoise to latents, decode latents) run separately so that an
+out-of-memory failure retries only the failed stage under a cheaper memory plan; the
+latents survive a failed decode. Progress is reported per denoising step and the cancel
+token is checked at every step; a cancelled or failed job leaves no file behind.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import platform
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .adapters import adapter_for
+from .errors import KinetographError
+from .jobspec import JobSpec
+from .memory import (
+    DeviceFacts,
+    JobShape,
+    StageRunner,
+    apply_plan,
+    finish_stage,
+    measure_components,
+    plan_ladder,
+)
+from .models import ModelManager, resolve_model
+from .progress import CancelToken, ProgressCallback, no_progress
+from .video_io import VideoWriter, read_image, unique_output_path
+
+__version__ = "0.1.0"
+METADATA_FORMAT = 1
+
+
+@dataclass
+class Result:
+    path: Path
+    fps: float
+    frame_count: int
+    width: int
+    height: int
+    seed: int
+    job: JobSpec
+    timings: dict[str, float]
+    memory: dict[str, Any]
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        mem = self.memory
+        lines = [
+            f"wrote {self.path}  ({self.frame_count} frames, {self.width}x{self.height}, {self.fps:g} fps, "
+            f"seed {self.seed})",
+            "time: " + ", ".join(f"{k} {v:.2f}s" for k, v in self.timings.items()),
+            f"memory plan: {mem.get('plan', {}).get('name', '?')}; VRAM predicted "
+            f"{_gb(mem.get('predicted_peak_vram_bytes'))} measured {_gb(mem.get('measured_peak_vram_bytes'))}; "
+            f"RAM predicted {_gb(mem.get('predicted_peak_ram_bytes'))} measured "
+            f"{_gb(mem.get('measured_peak_ram_bytes'))}",
+        ]
+        lines += [f"note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+def _gb(value: float | None) -> str:
+    return "n/a" if value is None else f"{value / 1e9:.2f} GB"
+
+
+_default_manager: ModelManager | None = None
+
+
+def default_manager() -> ModelManager:
+    """One model cache per process, shared by every front door."""
+    global _default_manager
+    if _default_manager is None:
+        _default_manager = ModelManager()
+    return _default_manager
+
+
+def run(job: JobSpec, progress: ProgressCallback = no_progress, cancel: CancelToken | None = None,
+        manager: ModelManager | None = None, output_dir: str | Path | None = None,
+        overwrite: bool = False, device_facts: DeviceFacts | None = None) -> Result:
+    """Run one generation job end to end and return where its video is."""
+    import torch
+
+    cancel = cancel or CancelToken()
+    manager = manager or default_manager()
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+
+    job.check()
+    images = {key: read_image(getattr(job, key)) for key in ("image", "last_image") if getattr(job, key)}
+    facts = device_facts or DeviceFacts.detect()
+    source = resolve_model(job.model, job.task, prefer_cuda=facts.has_cuda)
+    # Check against the family's rules before loading anything; keep the drawn seed for the real adaptation.
+    job = dataclasses.replace(job, seed=job.adapted_to(source.family).seed)
+    out_path, out_note = _output_path(job, output_dir, overwrite)
+    cancel.raise_if_cancelled()
+
+    progress("load", 0, 1)
+    t = time.perf_counter()
+    pipe = manager.get(source)
+    timings["load"] = time.perf_counter() - t
+    progress("load", 1, 1)
+
+    adapter = adapter_for(source.family.adapter)
+    job = job.adapted_to(source.family, *adapter.model_rules(pipe))  # the loaded model's real ratios
+    adapter.check_model(pipe, job)
+    pil_images, image_notes = _prepare_images(images, job.width, job.height)
+
+    shape = JobShape(frames=job.frames, height=job.height, width=job.width, cfg=job.guidance > 1.0, steps=job.steps)
+    ladder = plan_ladder(measure_components(pipe), shape, facts)
+    runner = StageRunner(ladder, apply=lambda plan: apply_plan(pipe, plan, facts),
+                         after_stage=lambda stage, plan: finish_stage(pipe, plan, stage))
+    runner.start()
+    exec_device = facts.execution_device
+    generator = torch.Generator("cpu").manual_seed(job.seed)
+    _reset_peaks(facts)
+
+    def on_step(pipe_, step: int, timestep, callback_kwargs):
+        cancel.raise_if_cancelled()  # raising here is diffusers' clean hard stop
+        progress("denoise", step + 1, pipe_.num_timesteps)
+        return callback_kwargs
+
+    def encode():
+        with torch.inference_mode():
+            return adapter.encode_prompt(pipe, job, exec_device)
+
+    def denoise():
+        with torch.inference_mode():
+            return pipe(
+                **embeds, **adapter.task_inputs(pipe, job, pil_images), **adapter.call_kwargs(job),
+                generator=generator, output_type="latent", callback_on_step_end=on_step,
+            ).frames
+
+    def decode():
+        with torch.inference_mode():
+            return adapter.decode(pipe, latents, job, generator)
+
+    progress("encode", 0, 1)
+    embeds = runner.run("encode", encode, generator=generator, timings=timings)
+    progress("encode", 1, 1)
+    cancel.raise_if_cancelled()
+    latents = runner.run("denoise", denoise, generator=generator, timings=timings)
+    cancel.raise_if_cancelled()
+    progress("decode", 0, 1)
+    frames = runner.run("decode", decode, generator=generator, timings=timings)
+    progress("decode", 1, 1)
+    cancel.raise_if_cancelled()
+
+    memory = {
+        "plan": runner.plan.to_dict(),
+        "explanation": runner.plan.explain(),
+        "predicted_peak_vram_bytes": runner.plan.predicted_peak_vram_bytes,
+        "predicted_peak_ram_bytes": runner.plan.predicted_peak_ram_bytes,
+        **_measured_peaks(facts),
+    }
+    notes = [*job.adjustments, *image_notes, *runner.notes] + ([out_note] if out_note else [])
+    metadata = {
+        "kinetograph": {"version": __version__, "format": METADATA_FORMAT},
+        "job": job.to_dict(),
+        "model": source.describe(),
+        "seed": job.seed,
+        "versions": _versions(),
+        "device": facts.to_dict(),
+        "memory": memory,
+        "attempts": runner.attempts,
+        "notes": notes,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    t = time.perf_counter()
+    progress("write", 0, 1)
+    with VideoWriter(out_path, job.fps, metadata=metadata, overwrite=overwrite) as writer:
+        writer.write(frames)
+        timings["write"] = time.perf_counter() - t
+        timings["total"] = time.perf_counter() - started
+        writer.metadata["timings"] = dict(timings)
+    final = writer.close()
+    progress("write", 1, 1)
+    return Result(path=final, fps=job.fps, frame_count=len(frames), width=job.width, height=job.height,
+                  seed=job.seed, job=job, timings=timings, memory=memory, attempts=runner.attempts, notes=notes)
+
+
+# ------------------------------------------------------------------------ helpers
+def _output_path(job: JobSpec, output_dir: str | Path | None, overwrite: bool) -> tuple[Path, str | None]:
+    """Where the result goes; an existing file is never replaced unless asked."""
+    if job.out:
+        wanted = Path(job.out).expanduser()
+        if wanted.suffix.lower() != ".mp4":
+            raise KinetographError(f"Output {wanted} must end in .mp4 (Kinetograph writes H.264 mp4).")
+    else:
+        root = Path(output_dir) if output_dir else Path("outputs")
+        stem = job.name or _slug(job.prompt) or job.task
+        wanted = root / _dt.date.today().isoformat() / f"{stem}-{job.seed}.mp4"
+    wanted.parent.mkdir(parents=True, exist_ok=True)
+    if overwrite or not wanted.exists():
+        return wanted, None
+    free = unique_output_path(wanted)
+    return free, f"{wanted} already exists, so this result is {free} (pass --overwrite to replace it)"
+
+
+def _slug(text: str, limit: int = 40) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:limit].strip("-")
+
+
+def _prepare_images(images: dict[str, Any], width: int, height: int):
+    """Cover-crop each image to the video's aspect ratio, then resize: never stretch a face."""
+    from PIL import Image
+
+    out, notes = {}, []
+    for key, array in images.items():
+        h, w = array.shape[:2]
+        scale = max(width / w, height / h)
+        crop_w, crop_h = min(w, round(width / scale)), min(h, round(height / scale))
+        left, top = (w - crop_w) // 2, (h - crop_h) // 2
+        img = Image.fromarray(array[top:top + crop_h, left:left + crop_w])
+        if (crop_w, crop_h) != (w, h):
+            notes.append(f"{key} {w}x{h} cropped to {crop_w}x{crop_h} to match the {width}x{height} video")
+        out[key] = img.resize((width, height), Image.LANCZOS)
+    return out, notes
+
+
+def _reset_peaks(facts: DeviceFacts) -> None:
+    if facts.has_cuda:
+        import torch
+
+        torch.cuda.reset_peak_memory_stats()
+
+
+def _measured_peaks(facts: DeviceFacts) -> dict[str, int | None]:
+    import resource
+
+    vram = None
+    if facts.has_cuda:
+        import torch
+
+        vram = int(torch.cuda.max_memory_allocated())
+    # ru_maxrss is the process's peak resident set in KiB on Linux.
+    ram = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return {"measured_peak_vram_bytes": vram, "measured_peak_ram_bytes": int(ram)}
+
+
+def _versions() -> dict[str, str]:
+    import diffusers
+    import torch
+    import transformers
+
+    return {"kinetograph": __version__, "python": platform.python_version(), "torch": torch.__version__,
+            "diffusers": diffusers.__version__, "transformers": transformers.__version__}

@@ -1,0 +1,30 @@
+"""GPU memory orchestration: measure, plan, apply, recover, cache.
+
+* ``sizes``    — component sizes from a profile, a local folder or a loaded pipeline
+* ``device``   — ``DeviceFacts``: free VRAM / RAM and link speeds (detected or injected)
+* ``planner``  — ``plan_memory`` / ``plan_ladder``: the fastest plan that fits VRAM and RAM
+* ``apply``    — ``apply_plan``: puts a plan in place with diffusers' own hooks
+* ``recovery`` — ``StageRunner``: on CUDA out-of-memory, steps down the ladder and retries a stage
+* ``cache``    — ``PipelineCache``: loaded pipelines kept LRU by bytes under a host-RAM cap
+"""
+from .apply import apply_plan, finish_stage, release_text_encoder
+from .cache import PipelineCache
+from .device import DeviceFacts
+from .planner import (
+    JobShape,
+    MemoryPlan,
+    PlannerSettings,
+    plan_for_folder,
+    plan_for_profile,
+    plan_ladder,
+    plan_memory,
+)
+from .recovery import LadderState, StageRunner, is_out_of_memory, run_stage
+from .sizes import ModelSizes, measure_components, measure_folder, profile_sizes
+
+__all__ = [
+    "DeviceFacts", "JobShape", "LadderState", "MemoryPlan", "ModelSizes", "PipelineCache", "PlannerSettings",
+    "StageRunner", "apply_plan", "finish_stage", "is_out_of_memory", "measure_components", "measure_folder",
+    "plan_for_folder", "plan_for_profile", "plan_ladder", "plan_memory", "profile_sizes", "release_text_encoder",
+    "run_stage",
+]

@@ -1,0 +1,88 @@
+"""The command line: the README's first generation in a real subprocess, the rest in-process."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import app
+from pipelines.video_io import iter_frames, probe_video, read_metadata
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["--frames", "9", "--width", "64", "--height", "64", "--steps", "2"]
+
+
+def run_cli(*args):
+    """python app.py ... in a fresh interpreter, as a user runs it."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, str(REPO / "app.py"), *args], capture_output=True, text=True,
+                          env=env, cwd=os.environ.get("CLI_TEST_CWD", REPO), timeout=300)
+
+
+def test_readme_generation_writes_a_playable_reproducible_mp4(tmp_path):
+    out = tmp_path / "a.mp4"
+    args = ["generate", "--task", "t2v", "--model", "tiny-ltx", "--prompt", "a red fox", "--frames", "9",
+            "--width", "64", "--height", "64", "--steps", "2", "--seed", "3", "--quiet"]
+    first = run_cli(*args, "--out", str(out))
+    assert first.returncode == 0, first.stderr
+    assert str(out) in first.stdout
+    info = probe_video(out)
+    assert info.frame_count == 9 and info.codec == "h264"
+    meta = read_metadata(out)
+    assert meta["job"]["prompt"] == "a red fox" and meta["seed"] == 3
+
+    second = run_cli(*args, "--out", str(out))  # same command again: a new file, same frames
+    assert second.returncode == 0, second.stderr
+    again = tmp_path / "a-1.mp4"
+    assert again.exists() and "already exists" in second.stdout
+    assert np.array_equal(np.stack(list(iter_frames(out))), np.stack(list(iter_frames(again))))
+
+
+@pytest.mark.parametrize("task, model", [("t2v", "tiny-wan"), ("i2v", "tiny-ltx"), ("i2v", "tiny-wan"),
+                                         ("keyframes", "tiny-ltx"), ("keyframes", "tiny-wan")])
+def test_each_task_through_the_cli(task, model, sample_images, tmp_path, capsys):
+    args = ["generate", "--task", task, "--model", model, "--prompt", "a red fox", *TINY, "--seed", "5",
+            "--out", str(tmp_path / "v.mp4"), "--quiet", "--json"]
+    if task in ("i2v", "keyframes"):
+        args += ["--image", sample_images[0]]
+    if task == "keyframes":
+        args += ["--last-image", sample_images[1]]
+    assert app.main(args) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["frames"] == 9 and printed["seed"] == 5
+    assert read_metadata(printed["path"])["job"]["task"] == task
+
+
+def test_user_errors_print_one_line_and_exit_2(tmp_path):
+    result = run_cli("generate", "--model", "tiny-ltx", "--prompt", "x", "--frames", "0",
+                     "--out", str(tmp_path / "x.mp4"))
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: frames = 0") and "Traceback" not in result.stderr
+    assert not (tmp_path / "x.mp4").exists()
+
+
+def test_models_lists_families_presets_and_availability(capsys):
+    assert app.main(["models"]) == 0
+    text = capsys.readouterr().out
+    for word in ("tiny-ltx", "tiny-wan", "tiny-animatediff", "wan2.1-14b", "svd-xt", "SkyReels", "8k+1", "4k+1"):
+        assert word in text
+    assert app.main(["models", "--json"]) == 0
+    catalog = json.loads(capsys.readouterr().out)
+    assert {p["id"] for p in catalog["presets"]} >= {"tiny-ltx", "ltx-video", "wan2.1-t2v-1.3b"}
+
+
+def test_info_prints_embedded_settings(tmp_path, capsys):
+    out = tmp_path / "v.mp4"
+    assert app.main(["generate", "--model", "tiny-wan", "--prompt", "hello", *TINY, "--seed", "1",
+                     "--out", str(out), "--quiet"]) == 0
+    capsys.readouterr()
+    assert app.main(["info", str(out)]) == 0
+    assert json.loads(capsys.readouterr().out)["job"]["prompt"] == "hello"
+
+
+def test_no_subcommand_explains_and_exits_nonzero(capsys):
+    assert app.main([]) != 0
+    assert "generate" in capsys.readouterr().err

@@ -1,0 +1,180 @@
+"""Engine end to end on the built-in tiny models: every task, determinism, metadata, errors, cancel."""
+import json
+
+import numpy as np
+import pytest
+
+from pipelines import engine
+from pipelines.errors import JobCancelled, KinetographError
+from pipelines.jobspec import JobSpec
+from pipelines.progress import CancelToken
+from pipelines.video_io import iter_frames, probe_video, read_metadata
+
+SMALL = dict(frames=9, width=64, height=64, steps=2)
+
+CASES = [
+    ("t2v", "tiny-ltx"),
+    ("i2v", "tiny-ltx"),
+    ("keyframes", "tiny-ltx"),
+    ("t2v", "tiny-wan"),
+    ("i2v", "tiny-wan"),
+    ("keyframes", "tiny-wan"),
+    ("t2v", "tiny-animatediff"),
+    ("t2v", "tiny-skyreels-df"),
+    ("i2v", "tiny-svd"),
+]
+
+
+def make_job(task, model, images, **overrides):
+    kwargs = dict(task=task, model=model, prompt="a red fox", seed=3, **SMALL)
+    if model in ("tiny-animatediff", "tiny-svd"):
+        kwargs.update(width=32, height=32)  # UNet families are slow at 64 px on CPU
+    if task in ("i2v", "keyframes"):
+        kwargs["image"] = images[0]
+    if task == "keyframes":
+        kwargs["last_image"] = images[1]
+    kwargs.update(overrides)
+    return JobSpec(**kwargs)
+
+
+def result_family(model):
+    return {"tiny-ltx": "ltx", "tiny-wan": "wan", "tiny-animatediff": "animatediff",
+            "tiny-skyreels-df": "skyreels-df", "tiny-svd": "svd"}[model]
+
+
+def decoded(path):
+    return np.stack(list(iter_frames(path)))
+
+
+@pytest.mark.parametrize("task, model", CASES)
+def test_every_task_runs_end_to_end_and_is_reproducible(task, model, sample_images, tmp_path):
+    job = make_job(task, model, sample_images)
+    steps = []
+    first = engine.run(job, progress=lambda s, d, t: steps.append((s, d, t)), output_dir=tmp_path)
+
+    info = probe_video(first.path)
+    assert info.frame_count == first.frame_count == 9
+    assert (info.width, info.height) == (job.width, job.height)
+    meta = read_metadata(first.path)
+    assert meta["job"]["prompt"] == "a red fox" and meta["seed"] == 3 and meta["job"]["task"] == task
+    assert meta["model"]["family"] == result_family(model)
+    assert {"load", "encode", "denoise", "decode", "write", "total"} <= set(meta["timings"])
+    assert ("denoise", 2, 2) in steps  # progress reached the last step
+
+    again = engine.run(job, output_dir=tmp_path)
+    assert again.path != first.path  # never overwrites
+    assert np.array_equal(decoded(first.path), decoded(again.path))
+
+    other = engine.run(job.__class__(**{**job.to_dict(), "seed": 4, "adjustments": ()}), output_dir=tmp_path)
+    assert not np.array_equal(decoded(first.path), decoded(other.path))
+
+
+@pytest.mark.parametrize("task, model", [("t2v", "tiny-ltx"), ("i2v", "tiny-ltx"), ("keyframes", "tiny-ltx"),
+                                         ("t2v", "tiny-wan"), ("keyframes", "tiny-wan"),
+                                         ("t2v", "tiny-animatediff"), ("t2v", "tiny-skyreels-df"),
+                                         ("i2v", "tiny-svd")])
+def test_staged_run_matches_the_pipelines_own_call(task, model, sample_images):
+    """encode / denoise / decode run separately must give the pipeline's own frames."""
+    import torch
+
+    from pipelines.adapters import adapter_for
+    from pipelines.models import load_pipeline, resolve_model
+
+    job = make_job(task, model, sample_images)
+    source = resolve_model(job.model, task)
+    job = job.adapted_to(source.family)
+    pipe = load_pipeline(source)
+    adapter = adapter_for(source.family.adapter)
+    images, _ = engine._prepare_images(
+        {k: engine.read_image(getattr(job, k)) for k in ("image", "last_image") if getattr(job, k)},
+        job.width, job.height)
+    common = dict(**adapter.call_kwargs(job), **adapter.task_inputs(pipe, job, images))
+    prompts = {} if source.family.id == "svd" else dict(prompt=job.prompt, negative_prompt=job.negative_prompt)
+    reference = pipe(**prompts, generator=torch.Generator().manual_seed(7), output_type="np", **common).frames[0]
+    generator = torch.Generator().manual_seed(7)
+    embeds = adapter.encode_prompt(pipe, job, "cpu")
+    latents = pipe(**embeds, generator=generator, output_type="latent", **common).frames
+    staged = adapter.decode(pipe, latents, job, generator)
+    assert staged.shape == reference.shape
+    np.testing.assert_allclose(staged, reference, atol=1e-5)
+
+
+def test_metadata_reproduces_the_result(sample_images, tmp_path):
+    first = engine.run(make_job("i2v", "tiny-wan", sample_images, seed=11), output_dir=tmp_path)
+    settings = read_metadata(first.path)["job"]
+    settings["out"] = None
+    again = engine.run(JobSpec.from_dict(settings), output_dir=tmp_path)
+    assert np.array_equal(decoded(first.path), decoded(again.path))
+    sidecar = json.loads(first.path.with_suffix(".json").read_text())
+    assert sidecar["job"] == read_metadata(first.path)["job"]
+
+
+def test_adaptation_is_reported(tmp_path):
+    result = engine.run(JobSpec(prompt="x", model="tiny-wan", frames=10, width=70, height=60, steps=1, seed=0),
+                        output_dir=tmp_path)
+    assert result.frame_count == 9 and (result.width, result.height) == (64, 64)
+    assert any("frames 10 -> 9" in n for n in result.notes)
+    assert any("70x60 -> 64x64" in n for n in read_metadata(result.path)["notes"])
+
+
+def test_cancel_stops_between_steps_and_leaves_nothing(tmp_path):
+    token = CancelToken()
+
+    def cancel_at_first_step(stage, done, total):
+        if stage == "denoise" and done >= 1:
+            token.cancel()
+
+    job = JobSpec(prompt="x", model="tiny-ltx", steps=4, seed=1, **{k: v for k, v in SMALL.items() if k != "steps"})
+    with pytest.raises(JobCancelled):
+        engine.run(job, progress=cancel_at_first_step, cancel=token, output_dir=tmp_path)
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]
+
+
+@pytest.mark.parametrize("job_kwargs, words", [
+    (dict(model="someone/not-a-real-model"), "hf download someone/not-a-real-model"),
+    (dict(model="wan2.1-t2v-1.3b"), "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"),
+    (dict(model="no-such-preset"), "not a preset"),
+    (dict(model="tiny-animatediff", task="i2v", image="x.png"), "cannot do the task 'i2v'"),
+    (dict(frames=0), "frames = 0"),
+    (dict(width=100000), "width"),
+])
+def test_bad_jobs_fail_clearly_and_leave_no_file(job_kwargs, words, tmp_path):
+    base = dict(prompt="x", model="tiny-ltx", seed=1, **SMALL)
+    base.update(job_kwargs)
+    with pytest.raises(KinetographError, match=words):
+        engine.run(JobSpec(**base), output_dir=tmp_path)
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]
+
+
+def test_missing_offline_model_names_files_and_command(tmp_path):
+    with pytest.raises(KinetographError) as info:
+        engine.run(JobSpec(prompt="x", model="ltx-video", seed=1, **SMALL), output_dir=tmp_path)
+    message = str(info.value)
+    assert "HF_HUB_OFFLINE" in message and ".venv/bin/hf download Lightricks/LTX-Video-0.9.5" in message
+    assert "transformer/" in message and "vae/" in message
+
+
+def test_unreadable_image_fails_before_loading(tmp_path):
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"not a png at all")
+    with pytest.raises(KinetographError, match="broken.png"):
+        engine.run(JobSpec(task="i2v", prompt="x", model="tiny-ltx", image=str(bad), seed=1, **SMALL),
+                   output_dir=tmp_path / "out")
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").rglob("*.mp4"))
+
+
+def test_local_folder_is_a_model_reference(tmp_path):
+    from pipelines.models import ensure_tiny_model
+
+    folder = ensure_tiny_model("tiny-wan")
+    result = engine.run(JobSpec(prompt="x", model=str(folder), seed=2, **SMALL), output_dir=tmp_path)
+    assert read_metadata(result.path)["model"]["kind"] == "folder"
+    with pytest.raises(KinetographError, match="model_index.json"):
+        engine.run(JobSpec(prompt="x", model=str(tmp_path), seed=2, **SMALL), output_dir=tmp_path)
+
+
+def test_pickled_single_files_are_refused(tmp_path):
+    ckpt = tmp_path / "model.ckpt"
+    ckpt.write_bytes(b"\x80\x04")
+    with pytest.raises(KinetographError, match="safetensors only"):
+        engine.run(JobSpec(prompt="x", model=str(ckpt), seed=2, **SMALL), output_dir=tmp_path / "o")
