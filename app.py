@@ -52,7 +52,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
                   steps=args.steps, guidance=args.guidance, seed=args.seed, out=args.out, name=args.name)
     bar = TerminalProgress(enabled=not args.quiet)
     try:
-        result = engine.run(job, progress=bar, output_dir=args.output_dir, overwrite=args.overwrite)
+        result = engine.run(job, progress=bar, output_dir=args.output_dir, overwrite=args.overwrite,
+                            budget_gb=args.budget_gb, ram_gb=args.ram_gb, memory_mode=args.memory_mode)
     finally:
         bar.close()
     if args.json:
@@ -78,6 +79,16 @@ def cmd_models(args: argparse.Namespace) -> int:
         for preset in rows["presets"]:
             if preset["family"] == family["id"]:
                 print(f"    {preset['id']:<22} {preset['availability']:<28} {preset['description']}")
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from pipelines import engine
+
+    plan = engine.plan_for_model(args.model, task=args.task, frames=args.frames, width=args.width,
+                                 height=args.height, steps=args.steps, guidance=args.guidance,
+                                 budget_gb=args.budget_gb, ram_gb=args.ram_gb, mode=args.mode)
+    print(json.dumps(plan.to_dict()) if args.json else plan.explain())
     return 0
 
 
@@ -145,6 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--output-dir", help="folder for default output names (default: outputs)")
     gen.add_argument("--name", help="name for the output file")
     gen.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    gen.add_argument("--budget-gb", type=float, help="GPU memory to stay within (default: the GPU's free memory)")
+    gen.add_argument("--ram-gb", type=float, help="host RAM to stay within (default: free RAM)")
+    gen.add_argument("--memory-mode", help="force a memory mode instead of the planner's choice (see `plan`)")
     gen.add_argument("--json", action="store_true", help="print the result as one JSON object")
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
     gen.set_defaults(func=cmd_generate)
@@ -152,6 +166,20 @@ def build_parser() -> argparse.ArgumentParser:
     models = sub.add_parser("models", help="list model families and presets, and which are available here")
     models.add_argument("--json", action="store_true")
     models.set_defaults(func=cmd_models)
+
+    plan = sub.add_parser("plan", help="show the GPU memory plan for a job, without loading any weights")
+    plan.add_argument("--model", required=True)
+    plan.add_argument("--task", choices=["t2v", "i2v", "keyframes"], default="t2v")
+    plan.add_argument("--frames", type=int)
+    plan.add_argument("--width", type=int)
+    plan.add_argument("--height", type=int)
+    plan.add_argument("--steps", type=int)
+    plan.add_argument("--guidance", type=float)
+    plan.add_argument("--budget-gb", type=float, help="VRAM to plan for (default: this GPU's free memory)")
+    plan.add_argument("--ram-gb", type=float, help="host RAM to plan for (default: free RAM)")
+    plan.add_argument("--mode", help="force a memory mode (auto, or a tier name shown in the plan)")
+    plan.add_argument("--json", action="store_true", help="print one JSON object")
+    plan.set_defaults(func=cmd_plan)
 
     interp = sub.add_parser("interpolate", help="raise a video's frame rate (no model weights needed)")
     interp.add_argument("input", help="video file")

@@ -82,7 +82,8 @@ def default_manager() -> ModelManager:
 
 def run(job: JobSpec, progress: ProgressCallback = no_progress, cancel: CancelToken | None = None,
         manager: ModelManager | None = None, output_dir: str | Path | None = None,
-        overwrite: bool = False, device_facts: DeviceFacts | None = None) -> Result:
+        overwrite: bool = False, device_facts: DeviceFacts | None = None, budget_gb: float | None = None,
+        ram_gb: float | None = None, memory_mode: str | None = None) -> Result:
     """Run one generation job end to end and return where its video is."""
     import torch
 
@@ -112,7 +113,11 @@ def run(job: JobSpec, progress: ProgressCallback = no_progress, cancel: CancelTo
     pil_images, image_notes = _prepare_images(images, job.width, job.height)
 
     shape = JobShape(frames=job.frames, height=job.height, width=job.width, cfg=job.guidance > 1.0, steps=job.steps)
-    ladder = plan_ladder(measure_components(pipe), shape, facts)
+    if facts.has_cuda:
+        ladder = plan_ladder(measure_components(pipe), shape, facts, budget_gb=budget_gb, ram_gb=ram_gb,
+                             mode=memory_mode)
+    else:  # a VRAM budget means nothing without a GPU; the CPU plan still checks host RAM
+        ladder = plan_ladder(measure_components(pipe), shape, facts, ram_gb=ram_gb)
     runner = StageRunner(ladder, apply=lambda plan: apply_plan(pipe, plan, facts),
                          after_stage=lambda stage, plan: finish_stage(pipe, plan, stage))
     runner.start()
@@ -250,3 +255,63 @@ def _versions() -> dict[str, str]:
 
     return {"kinetograph": __version__, "python": platform.python_version(), "torch": torch.__version__,
             "diffusers": diffusers.__version__, "transformers": transformers.__version__}
+
+
+# ----------------------------------------------------------------------- planning
+def plan_for_model(model: str, task: str = "t2v", frames: int | None = None, width: int | None = None,
+                   height: int | None = None, steps: int | None = None, guidance: float | None = None,
+                   facts: DeviceFacts | None = None, budget_gb: float | None = None, ram_gb: float | None = None,
+                   mode: str | None = None):
+    """The memory plan a job would get, without loading (or downloading) any weights.
+
+    Presets and known hub repos are planned from their size profiles; built-in tiny models
+    and local folders are measured from their safetensors headers.
+    """
+    from .families import PRESETS, get_family
+    from .memory import plan_memory, profile_sizes
+    from .memory.sizes import REPO_PROFILES, measure_folder
+
+    facts = facts or DeviceFacts.detect()
+    preset = PRESETS.get(model)
+    if preset is not None and not preset.tiny:
+        family = get_family(preset.family)
+        repo = preset.repos.get(task)
+        if repo is None:
+            raise KinetographError(f"The preset {model!r} has no checkpoint for the task {task!r}; "
+                                   f"it can do: {', '.join(preset.repos)}.")
+        sizes = profile_sizes(repo if repo in REPO_PROFILES else (preset.size_profile or repo))
+    elif model in REPO_PROFILES:
+        sizes = profile_sizes(model)
+        family = resolve_family_of_profile(model)
+    else:
+        source = resolve_model(model, task, prefer_cuda=facts.has_cuda)
+        family = source.family
+        sizes = measure_folder(_local_folder(source))
+    # The job's shape with the family's defaults and rounding (no prompt or images needed to plan).
+    shaped = JobSpec(task="t2v", model=model, prompt="plan", frames=frames, width=width, height=height,
+                     steps=steps, guidance=guidance, seed=0).adapted_to(family)
+    shape = JobShape(frames=shaped.frames, height=shaped.height, width=shaped.width, cfg=shaped.guidance > 1.0,
+                     steps=shaped.steps)
+    return plan_memory(sizes, shape, facts, budget_gb=budget_gb, ram_gb=ram_gb, mode=mode)
+
+
+def resolve_family_of_profile(repo_id: str):
+    from .families import PRESETS, get_family
+
+    for preset in PRESETS.values():
+        if repo_id in preset.repos.values():
+            return get_family(preset.family)
+    raise KinetographError(f"No preset uses {repo_id!r}; plan it through a local folder instead.")
+
+
+def _local_folder(source) -> Path:
+    if source.kind in ("tiny", "folder"):
+        return Path(source.location)
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(source.location, local_files_only=True))
+    except Exception as exc:
+        from .models import missing_model_error
+
+        raise missing_model_error(source.location, source.pipeline_class, exc) from None

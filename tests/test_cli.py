@@ -86,3 +86,21 @@ def test_info_prints_embedded_settings(tmp_path, capsys):
 def test_no_subcommand_explains_and_exits_nonzero(capsys):
     assert app.main([]) != 0
     assert "generate" in capsys.readouterr().err
+
+
+def test_plan_needs_no_weights_and_prints_json(capsys):
+    assert app.main(["plan", "--model", "wan2.1-14b", "--frames", "81", "--width", "832", "--height", "480",
+                     "--budget-gb", "8", "--ram-gb", "64", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["predicted_peak_vram_gb"] <= 8 and plan["predicted_peak_ram_gb"] <= 64
+    assert plan["placement"]["transformer"]["placement"] != "gpu"  # 14B cannot sit whole in 8 GB
+    assert app.main(["plan", "--model", "wan2.1-14b", "--budget-gb", "80", "--ram-gb", "64"]) == 0
+    assert "Predicted peak VRAM" in capsys.readouterr().out
+
+
+def test_plan_measures_a_local_folder(capsys):
+    from pipelines.models import ensure_tiny_model
+
+    assert app.main(["plan", "--model", str(ensure_tiny_model("tiny-wan")), "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert set(plan["placement"]) >= {"transformer", "vae", "text_encoder"}
