@@ -49,6 +49,7 @@ from pipelines.memory import DeviceFacts, JobShape, StageRunner, apply_plan, pla
 from pipelines.memory.planner import evaluate_all  # noqa: E402
 
 GB = 1e9
+DEVICE = "cuda"  # the accelerator every measured run uses (a smoke test may point it elsewhere)
 
 # Real configs (huggingface/diffusers scripts/convert_wan_to_diffusers.py, convert_ltx_to_diffusers.py).
 _WAN_13B = dict(added_kv_proj_dim=None, attention_head_dim=128, cross_attn_norm=True, eps=1e-6, ffn_dim=8960,
@@ -114,6 +115,7 @@ class PeakRSS:
 
     def __enter__(self) -> PeakRSS:
         self._sample()
+        self.start = self.peak
         self._thread.start()
         return self
 
@@ -157,7 +159,7 @@ def build_transformer(spec: dict[str, Any], device: str):
             for pname, param in list(module._parameters.items()):
                 if param is None:
                     continue
-                values = torch.empty(param.shape, dtype=dtype, device="cuda").normal_(0.0, 0.02)
+                values = torch.empty(param.shape, dtype=dtype, device=DEVICE).normal_(0.0, 0.02)
                 module._parameters[pname] = torch.nn.Parameter(values.to(device), requires_grad=False)
                 del values
     model.to(device)
@@ -216,7 +218,7 @@ def bench_model_gpu(key: str, args: argparse.Namespace, facts: DeviceFacts) -> d
     print(f"\n== {key}: {shape.describe()}  ({sizes.name}, {passes} pass(es) per step)", flush=True)
 
     state = {"model": build_transformer(spec, "cpu"), "pristine": True}
-    inputs = transformer_inputs(key, shape, sizes, "cuda")
+    inputs = transformer_inputs(key, shape, sizes, DEVICE)
 
     def fresh():
         if not state["pristine"]:
@@ -228,6 +230,7 @@ def bench_model_gpu(key: str, args: argparse.Namespace, facts: DeviceFacts) -> d
 
     def measure(label: str, kind: str, setup, teardown, predicted: Any = None, budget: float | None = None,
                 destructive: bool = False) -> dict[str, Any]:
+        print(f"  running {label} ({predicted.name if predicted else '-'})", flush=True)
         model = fresh()
         free_cuda()
         row: dict[str, Any] = {"model": key, "run": label, "kind": kind, "budget_gb": budget}
@@ -239,6 +242,8 @@ def bench_model_gpu(key: str, args: argparse.Namespace, facts: DeviceFacts) -> d
             row.update(timing)
             row.update(extra)
             row["measured_peak_vram_gb"] = torch.cuda.max_memory_allocated() / GB
+            # the random weights already sit in host RAM when a run starts (a plain, non device_map load)
+            row["rss_at_start_gb"] = rss.start / GB
             row["measured_peak_rss_gb"] = rss.peak / GB
             row["measured_peak_anon_gb"] = rss.peak_anon / GB
         except torch.OutOfMemoryError as exc:
@@ -259,7 +264,6 @@ def bench_model_gpu(key: str, args: argparse.Namespace, facts: DeviceFacts) -> d
             row["predicted_peak_ram_gb"] = predicted.breakdown["denoiser_only_ram_bytes"] / GB
             row["predicted_seconds_per_step"] = predicted.seconds_per_step
         rows.append(row)
-        _print_row(row)
         return row
 
     def baseline_plan(tier: str):
@@ -268,14 +272,14 @@ def bench_model_gpu(key: str, args: argparse.Namespace, facts: DeviceFacts) -> d
     # -- baselines
     fits = baseline_plan("resident").breakdown["denoiser_only_vram_bytes"] < facts.free_vram * 0.95
     if fits:
-        measure("all on GPU", "baseline", lambda m: m.to("cuda"), lambda m: m.to("cpu"), baseline_plan("resident"))
+        measure("all on GPU", "baseline", lambda m: m.to(DEVICE), lambda m: m.to("cpu"), baseline_plan("resident"))
     else:
         rows.append({"model": key, "run": "all on GPU", "kind": "baseline", "skipped": "does not fit this GPU"})
 
     hooks: dict[str, Any] = {}
 
     def model_offload(m):
-        _, hooks["h"] = cpu_offload_with_hook(m, torch.device("cuda"))
+        _, hooks["h"] = cpu_offload_with_hook(m, torch.device(DEVICE))
 
     def undo_model_offload(m):
         hooks["h"].offload()
@@ -285,7 +289,7 @@ def bench_model_gpu(key: str, args: argparse.Namespace, facts: DeviceFacts) -> d
             baseline_plan("model_offload"))
     if not args.skip_sequential:
         measure("diffusers sequential offload", "baseline",
-                lambda m: cpu_offload(m, torch.device("cuda")), lambda m: remove_hook_from_module(m, recurse=True),
+                lambda m: cpu_offload(m, torch.device(DEVICE)), lambda m: remove_hook_from_module(m, recurse=True),
                 baseline_plan("sequential"))
 
     # -- the planner's plans under budgets (each budget enforced on the CUDA allocator)
@@ -307,7 +311,6 @@ def bench_model_gpu(key: str, args: argparse.Namespace, facts: DeviceFacts) -> d
         if placement in done:  # same placement under a larger budget: same measurement
             row = dict(done[placement], budget_gb=budget, run=f"plan @ {budget} GB", reused=True)
             rows.append(row)
-            _print_row(row)
             continue
         row = measure(f"plan @ {budget} GB", "plan", _plan_setup(ladder, facts, budget, inputs, passes, args),
                       _plan_teardown, plan, budget, destructive=plan.fp8 or plan.tier == "device_map")
@@ -319,6 +322,8 @@ def bench_model_gpu(key: str, args: argparse.Namespace, facts: DeviceFacts) -> d
             row["ratio_vs_all_on_gpu"] = row["seconds_per_step"] / reference["seconds_per_step"]
         if "predicted_peak_vram_gb" in row and row.get("measured_peak_vram_gb"):
             row["vram_prediction_error"] = row["predicted_peak_vram_gb"] / row["measured_peak_vram_gb"] - 1
+        if args.ram_gb and "measured_peak_rss_gb" in row:  # the planner was told this much RAM is free
+            row["ram_within_told"] = row["measured_peak_rss_gb"] <= args.ram_gb
         target = TARGETS.get((key, row.get("budget_gb")))
         if target and row["kind"] == "plan" and "measured_peak_vram_gb" in row:
             row["target"] = {"max_vram_gb": target[0], "max_ratio": target[1],
@@ -326,6 +331,9 @@ def bench_model_gpu(key: str, args: argparse.Namespace, facts: DeviceFacts) -> d
                              and row.get("ratio_vs_all_on_gpu", 99) <= target[1]}
     if not args.skip_vae:
         rows += bench_vae_gpu(key, spec, sizes, shape)
+    print(f"-- {key} results (VRAM = torch.cuda.max_memory_allocated; ratios against all on GPU, same run)")
+    for row in rows:
+        _print_row(row)
     state["model"] = None
     gc.collect()
     return {"model": key, "profile": sizes.name, "shape": asdict(shape), "passes_per_step": passes,
@@ -379,11 +387,11 @@ def bench_vae_gpu(key: str, spec: dict[str, Any], sizes: Any, shape: JobShape) -
     dtype_name = sizes.dtype_of("vae")
     vae_cls = getattr(diffusers, spec["vae_cls"])
     vae = vae_cls.from_config(spec["vae_config"]) if spec["vae_config"] else vae_cls()
-    vae = vae.to(device="cuda", dtype=getattr(torch, dtype_name)).eval()
+    vae = vae.to(device=DEVICE, dtype=getattr(torch, dtype_name)).eval()
     v = sizes.vae
     lf = (shape.frames - 1) // v.temporal_ratio + 1
     z = torch.randn(1, v.latent_channels, lf, shape.height // v.spatial_ratio, shape.width // v.spatial_ratio,
-                    device="cuda", dtype=vae.dtype)
+                    device=DEVICE, dtype=vae.dtype)
     rows = []
     for tiled in (False, True):
         if tiled:
@@ -408,7 +416,6 @@ def bench_vae_gpu(key: str, spec: dict[str, Any], sizes: Any, shape: JobShape) -
             row["vram_prediction_error"] = row["predicted_peak_vram_gb"] / row["measured_peak_vram_gb"] - 1
         row["dtype"] = dtype_name
         rows.append(row)
-        _print_row(row)
     del vae, z
     free_cuda()
     return rows
@@ -533,8 +540,13 @@ def _print_row(row: dict[str, Any]) -> None:
         value = row.get(key)
         return fmt.format(value) if isinstance(value, (int, float)) else "-"
 
-    if row.get("error"):
-        print(f"  {row['run']:30s} {row.get('plan', ''):26s} ERROR {row['error'][:150]}", flush=True)
+    if row.get("error") or row.get("skipped"):
+        print(f"  {row['run']:30s} {row.get('plan', ''):26s} {row.get('error') or row['skipped']}"[:200], flush=True)
+        return
+    if row.get("kind") == "vae":
+        print(f"  {row['run']:30s} {row.get('dtype', ''):26s} VRAM {g('measured_peak_vram_gb')} GB "
+              f"(pred {g('predicted_peak_vram_gb')}, err {g('vram_prediction_error', '{:+.0%}')})  "
+              f"{g('seconds')} s", flush=True)
         return
     measured = "measured" if "measured_peak_vram_gb" in row else "predicted"
     if measured == "measured":

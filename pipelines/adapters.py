@@ -80,8 +80,10 @@ class FamilyAdapter:
         return {"height": job.height, "width": job.width, "num_frames": job.frames,
                 "num_inference_steps": job.steps, "guidance_scale": job.guidance}
 
-    def decode(self, pipe, latents, job: JobSpec, generator):
-        """Latents -> float frames (T, H, W, 3) in 0..1 as a numpy array."""
+    def decode(self, pipe, latents, job: JobSpec, generator, chunk: int | None = None):
+        """Latents -> float frames (T, H, W, 3) in 0..1 as a numpy array.
+
+        ``chunk``: frames decoded at a time, for VAEs that decode frame by frame (memory plan)."""
         raise NotImplementedError
 
 
@@ -107,7 +109,7 @@ class LTXAdapter(FamilyAdapter):
         return {**super().call_kwargs(job), "frame_rate": int(round(job.fps))}
 
     @_inference
-    def decode(self, pipe, latents, job, generator):
+    def decode(self, pipe, latents, job, generator, chunk=None):
         import torch
         from diffusers.utils.torch_utils import randn_tensor
 
@@ -159,7 +161,7 @@ class WanAdapter(FamilyAdapter):
             )
 
     @_inference
-    def decode(self, pipe, latents, job, generator):
+    def decode(self, pipe, latents, job, generator, chunk=None):
         import torch
 
         vae = pipe.vae
@@ -185,8 +187,8 @@ class UNetAdapter(FamilyAdapter):
         return {"prompt": None, "prompt_embeds": embeds, "negative_prompt_embeds": negative}
 
     @_inference
-    def decode(self, pipe, latents, job, generator):
-        video = pipe.decode_latents(latents, _call_default(pipe, "decode_chunk_size", 16))
+    def decode(self, pipe, latents, job, generator, chunk=None):
+        video = pipe.decode_latents(latents, chunk or _call_default(pipe, "decode_chunk_size", 16))
         return pipe.video_processor.postprocess_video(video=video, output_type="np")[0]
 
 
@@ -205,8 +207,8 @@ class SVDAdapter(FamilyAdapter):
                 "fps": max(1, int(round(job.fps)) - 1)}  # SVD is conditioned on fps - 1 (its docs)
 
     @_inference
-    def decode(self, pipe, latents, job, generator):
-        chunk = _call_default(pipe, "decode_chunk_size", None) or job.frames
+    def decode(self, pipe, latents, job, generator, chunk=None):
+        chunk = chunk or _call_default(pipe, "decode_chunk_size", None) or job.frames
         frames = pipe.decode_latents(latents.to(pipe.vae.dtype), job.frames, chunk)
         return pipe.video_processor.postprocess_video(video=frames, output_type="np")[0]
 

@@ -93,9 +93,9 @@ def run(job: JobSpec, progress: ProgressCallback = no_progress, cancel: CancelTo
     started = time.perf_counter()
 
     job.check()
-    images = {key: read_image(getattr(job, key)) for key in ("image", "last_image") if getattr(job, key)}
     facts = device_facts or DeviceFacts.detect()
     source = resolve_model(job.model, job.task, prefer_cuda=facts.has_cuda)
+    images = {key: read_image(getattr(job, key)) for key in ("image", "last_image") if getattr(job, key)}
     # Check against the family's rules before loading anything; keep the drawn seed for the real adaptation.
     job = dataclasses.replace(job, seed=job.adapted_to(source.family).seed)
     out_path, out_note = _output_path(job, output_dir, overwrite)
@@ -121,7 +121,6 @@ def run(job: JobSpec, progress: ProgressCallback = no_progress, cancel: CancelTo
     runner = StageRunner(ladder, apply=lambda plan: apply_plan(pipe, plan, facts),
                          after_stage=lambda stage, plan: finish_stage(pipe, plan, stage))
     runner.start()
-    exec_device = facts.execution_device
     generator = torch.Generator("cpu").manual_seed(job.seed)
     _reset_peaks(facts)
 
@@ -132,7 +131,9 @@ def run(job: JobSpec, progress: ProgressCallback = no_progress, cancel: CancelTo
 
     def encode():
         with torch.inference_mode():
-            return adapter.encode_prompt(pipe, job, exec_device)
+            embeds = adapter.encode_prompt(pipe, job, runner.plan.text_encode_device)
+        # The plan may encode on the CPU; the denoiser wants its inputs where it runs.
+        return {k: v.to(facts.execution_device) if isinstance(v, torch.Tensor) else v for k, v in embeds.items()}
 
     def denoise():
         with torch.inference_mode():
@@ -143,7 +144,7 @@ def run(job: JobSpec, progress: ProgressCallback = no_progress, cancel: CancelTo
 
     def decode():
         with torch.inference_mode():
-            return adapter.decode(pipe, latents, job, generator)
+            return adapter.decode(pipe, latents, job, generator, chunk=runner.plan.decode_chunk_size)
 
     progress("encode", 0, 1)
     embeds = runner.run("encode", encode, generator=generator, timings=timings)

@@ -193,7 +193,7 @@ PRESETS: dict[str, ModelPreset] = {
         ModelPreset("ltx-video", "ltx",
                     {"t2v": "Lightricks/LTX-Video-0.9.5", "i2v": "Lightricks/LTX-Video-0.9.5",
                      "keyframes": "Lightricks/LTX-Video-0.9.5"},
-                    "LTX-Video 0.9.5 (2B): fast, 768x512, 24 fps", size_profile="ltx-video-0.9"),
+                    "LTX-Video 0.9.5 (2B): fast, 768x512, 24 fps", size_profile="ltx-video-0.9.5"),
         ModelPreset("wan2.1-t2v-1.3b", "wan",
                     {"t2v": "Wan-AI/Wan2.1-T2V-1.3B-Diffusers", "vace": "Wan-AI/Wan2.1-VACE-1.3B-diffusers"},
                     "Wan 2.1 1.3B text-to-video, 480p", size_profile="wan2.1-t2v-1.3b",

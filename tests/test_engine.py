@@ -134,7 +134,7 @@ def test_cancel_stops_between_steps_and_leaves_nothing(tmp_path):
     (dict(model="someone/not-a-real-model"), "hf download someone/not-a-real-model"),
     (dict(model="wan2.1-t2v-1.3b"), "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"),
     (dict(model="no-such-preset"), "not a preset"),
-    (dict(model="tiny-animatediff", task="i2v", image="x.png"), "cannot do the task 'i2v'"),
+    (dict(model="tiny-animatediff", task="i2v", image="missing.png"), "cannot do the task .i2v."),
     (dict(frames=0), "frames = 0"),
     (dict(width=100000), "width"),
 ])

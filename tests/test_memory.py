@@ -426,6 +426,47 @@ def test_fp8_storage_uses_layerwise_casting(tiny_wan):
     assert torch.float8_e4m3fn in dtypes
 
 
+def test_device_map_plans_build_an_explicit_block_map_at_load_time():
+    import diffusers
+
+    from pipelines.memory import load_kwargs_for
+
+    p = plan("wan2.1-t2v-14b", 12, 16)
+    config = dict(num_attention_heads=2, attention_head_dim=8, ffn_dim=32, num_layers=40, text_dim=16,
+                  freq_dim=8, in_channels=4, out_channels=4)
+    kwargs = load_kwargs_for(p, "transformer", diffusers.WanTransformer3DModel, config, offload_root="/tmp/x")
+    device_map = kwargs["device_map"]
+    split = p.load_kwargs["transformer"]
+    values = [device_map[f"blocks.{i}"] for i in range(40)]
+    assert values.count(0) == split["gpu_blocks"] and values.count("cpu") == split["cpu_blocks"]
+    assert values.count("disk") == split["disk_blocks"] > 0 and kwargs["offload_folder"].startswith("/tmp/x")
+    from accelerate import init_empty_weights
+
+    with init_empty_weights():
+        model = diffusers.WanTransformer3DModel.from_config(config)
+    for name, _ in list(model.named_parameters()) + list(model.named_buffers()):
+        assert any(name == k or name.startswith(k + ".") for k in device_map), name
+    assert load_kwargs_for(plan("wan2.1-t2v-1.3b", 80, 64), "transformer") == {"device_map": "cuda"}
+    with pytest.raises(KinetographError, match="model class"):
+        load_kwargs_for(p, "transformer")
+
+
+def test_finish_stage_releases_or_parks_encoders_as_the_plan_says():
+    import torch
+
+    from pipelines.memory.apply import finish_stage, is_complete
+
+    plans = evaluate_all(profile_sizes("wan2.1-t2v-1.3b"), WAN_SHAPE, DeviceFacts.gpu(24, 64))
+    release = next(p for p in plans if p.components["text_encoder"].after_use == "release")
+    keep = next(p for p in plans if p.components["text_encoder"].after_use == "keep_cpu")
+    pipe = types.SimpleNamespace(text_encoder=torch.nn.Linear(2, 2), transformer=torch.nn.Linear(2, 2))
+    pipe.components = {"text_encoder": pipe.text_encoder, "transformer": pipe.transformer}
+    finish_stage(pipe, keep, "encode")
+    assert pipe.text_encoder is not None and is_complete(pipe)
+    notes = finish_stage(pipe, release, "encode")
+    assert pipe.text_encoder is None and not is_complete(pipe) and "released" in notes[0]
+
+
 # ============================================================================ sizes
 def _write_safetensors(path, tensors):
     from safetensors.torch import save_file
@@ -486,6 +527,11 @@ def test_loaded_pipeline_is_measured_from_its_modules(tiny_wan):
     assert t.num_blocks == len(tiny_wan.transformer.blocks)
     assert t.params >= sum(p.numel() for p in tiny_wan.transformer.parameters())
     assert sizes.denoiser.family == "wan" and sizes.vae.spatial_ratio == tiny_wan.vae_scale_factor_spatial
+    from pipelines.memory.sizes import loaded_bytes
+
+    expected = sum(t.numel() * t.element_size() for m in (tiny_wan.transformer, tiny_wan.vae, tiny_wan.text_encoder)
+                   for t in {id(x): x for x in list(m.parameters()) + list(m.buffers())}.values())
+    assert loaded_bytes(tiny_wan) == expected  # what PipelineCache charges for it
 
 
 def test_profiles_carry_real_sizes():

@@ -7,7 +7,7 @@
 * ``recovery`` — ``StageRunner``: on CUDA out-of-memory, steps down the ladder and retries a stage
 * ``cache``    — ``PipelineCache``: loaded pipelines kept LRU by bytes under a host-RAM cap
 """
-from .apply import apply_plan, finish_stage, release_text_encoder
+from .apply import apply_plan, finish_stage, load_kwargs_for, release_memory, release_text_encoder
 from .cache import PipelineCache
 from .device import DeviceFacts
 from .planner import (
@@ -24,7 +24,7 @@ from .sizes import ModelSizes, measure_components, measure_folder, profile_sizes
 
 __all__ = [
     "DeviceFacts", "JobShape", "LadderState", "MemoryPlan", "ModelSizes", "PipelineCache", "PlannerSettings",
-    "StageRunner", "apply_plan", "finish_stage", "is_out_of_memory", "measure_components", "measure_folder",
-    "plan_for_folder", "plan_for_profile", "plan_ladder", "plan_memory", "profile_sizes", "release_text_encoder",
-    "run_stage",
+    "StageRunner", "apply_plan", "finish_stage", "is_out_of_memory", "load_kwargs_for", "measure_components",
+    "measure_folder", "plan_for_folder", "plan_for_profile", "plan_ladder", "plan_memory", "profile_sizes",
+    "release_memory", "release_text_encoder", "run_stage",
 ]

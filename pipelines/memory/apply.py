@@ -225,7 +225,9 @@ def _place(module: Any, comp: ComponentPlan, device: Any) -> str:
         cpu_offload(module, device, offload_buffers=len(module._parameters) > 0)
         return "sequential CPU offload (accelerate cpu_offload)"
     if placement == "device_map":
-        if getattr(module, "hf_device_map", None):
+        device_map = getattr(module, "hf_device_map", None) or {}
+        on_gpu = sum(1 for key, dev in device_map.items() if dev in (0, "cuda", "cuda:0") and key[-1:].isdigit())
+        if device_map and (comp.block_split is None or on_gpu == comp.block_split[0]):
             return "split between GPU, RAM and disk by its load-time device_map"
         raise KinetographError(
             f"Memory plan places {comp.name} with a device_map split, which is chosen at load time: reload the "

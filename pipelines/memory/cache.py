@@ -2,7 +2,7 @@
 
 ``PipelineCache.get(key, loader)`` returns the cached pipeline or loads it; before loading it
 evicts least-recently-used entries until the new one (its size predicted by ``size_hint`` or
-learnt after loading) fits under the cap. Sizes are measured with ``sizes.measure_components``.
+learnt after loading) fits under the cap. Sizes are measured with ``sizes.loaded_bytes``.
 Inside ComfyUI the cache first asks ComfyUI's model manager to free memory
 (``comfy.model_management.free_memory`` / ``soft_empty_cache``), so the two do not fight;
 outside ComfyUI it works alone.
@@ -17,6 +17,7 @@ from typing import Any
 
 from .apply import is_complete, release_memory
 from .device import comfy_free_memory
+from .sizes import loaded_bytes
 
 DEFAULT_RAM_FRACTION = 0.6  # of total host RAM: leave room for activations, pinned copies and the OS
 
@@ -25,20 +26,6 @@ DEFAULT_RAM_FRACTION = 0.6  # of total host RAM: leave room for activations, pin
 class _Entry:
     value: Any
     nbytes: int
-
-
-def pipeline_bytes(pipe: Any) -> int:
-    """Bytes of a loaded pipeline's modules (measured), 0 for non-pipelines."""
-    try:
-        import torch
-
-        total = 0
-        for module in getattr(pipe, "components", {}).values():
-            if isinstance(module, torch.nn.Module):
-                total += sum(t.numel() * t.element_size() for t in list(module.parameters()) + list(module.buffers()))
-        return total
-    except ImportError:
-        return 0
 
 
 def _default_cap() -> int:
@@ -53,7 +40,7 @@ def _default_cap() -> int:
 class PipelineCache:
     """LRU cache of loaded pipelines, bounded by their total bytes."""
 
-    def __init__(self, cap_bytes: int | None = None, measure: Callable[[Any], int] = pipeline_bytes,
+    def __init__(self, cap_bytes: int | None = None, measure: Callable[[Any], int] = loaded_bytes,
                  free_foreign_memory: Callable[[int], None] | None = None) -> None:
         self.cap_bytes = int(cap_bytes if cap_bytes is not None else _default_cap())
         self._measure = measure

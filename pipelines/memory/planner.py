@@ -3,9 +3,16 @@
 Inputs: component sizes (``sizes.py``), the job's shape, the machine (``DeviceFacts``) and an
 optional user budget or mode. The planner enumerates candidate plans — a placement tier for
 the denoiser (resident, model offload, group offload at block or leaf level with or without
-CUDA streams, sequential, disk), fp8 layerwise storage or not, where the text encoder runs
-and whether it is released, VAE tiling or decode chunk size — predicts for each the peak
-VRAM per stage, the peak host RAM and the seconds per step, and keeps those that fit.
+CUDA streams, sequential, a block split between GPU, RAM and disk), fp8 layerwise storage or
+not, where the text encoder runs and whether it is released, VAE tiling or decode chunk size —
+predicts for each the peak VRAM per stage (encode, denoise, decode), the peak host RAM and the
+seconds per step, and keeps those that fit both budgets.
+
+Speed model: a denoiser pass costs FLOPs / (spec TFLOPS x efficiency); offloading adds the
+transfer time that compute does not hide — with a CUDA stream, a block's copy overlaps the
+previous block's compute, so only max(0, copy - compute) per block shows; without one, every
+copy (in and back out) adds up. Host RAM counts what each placement keeps on the CPU, including
+pinned copies, which torch rounds up to a power of two per tensor.
 
 * ``plan_memory`` returns the fastest fitting plan (fp8 storage pays a small quality
   penalty in the ranking, so it is used when it fits where bf16 does not, or is clearly faster);
@@ -45,8 +52,8 @@ TIERS: dict[str, str] = {
 }
 MODE_ALIASES = {"gpu": "resident", "all_gpu": "resident", "model": "model_offload", "group": "group_stream",
                 "block": "group_stream", "lowmem": "group_stream_lowmem", "leaf": "leaf_stream",
-                "sync": "group_sync", "sequential_offload": "sequential", "disk": "device_map", "disk_offload": "device_map",
-                "auto": None}
+                "sync": "group_sync", "sequential_offload": "sequential", "disk": "device_map",
+                "disk_offload": "device_map", "auto": None}
 
 # Encoder handling: (where it runs, what happens to it after encoding).
 ENCODER_MODES = (("gpu", "keep_gpu"), ("gpu", "keep_cpu"), ("gpu", "release"), ("gpu_group", "keep_cpu"),
@@ -97,6 +104,7 @@ class ComponentPlan:
     num_blocks_per_group: int | None = None
     after_use: str = "keep"  # encoders: keep_gpu | keep_cpu | release
     tiled: bool = False  # VAE: tiled decoding
+    block_split: tuple[int, int, int] | None = None  # device_map: blocks on GPU / in RAM / on disk
     vram_bytes: int = 0  # on the GPU while it runs
     ram_bytes: int = 0  # in host RAM in steady state
 
@@ -629,7 +637,7 @@ def _component_plans(sizes: ModelSizes, cand: _Candidate, tier: str, storage: st
             plans[comp.name] = ComponentPlan(
                 comp.name, comp.role, placement, dtype, storage_dtype=storage if cand.fp8 else None,
                 use_stream=stream, record_stream=stream, low_cpu_mem_usage=tier.endswith("lowmem"),
-                num_blocks_per_group=1 if placement == "group_offload" else None,
+                num_blocks_per_group=1 if placement == "group_offload" else None, block_split=place.split,
                 vram_bytes=max(place.weights_vram, place.resident_vram), ram_bytes=place.ram)
         elif comp.role in ("text_encoder", "image_encoder"):
             placement = {"gpu": "gpu", "gpu_group": "leaf_offload", "cpu": "cpu"}[cand.encoder_device]

@@ -547,6 +547,20 @@ def measure_components(pipe: Any) -> ModelSizes:
                      compute_dtype=compute, component_dtypes=overrides)
 
 
+def loaded_bytes(pipe: Any) -> int:
+    """Bytes a loaded pipeline's modules hold (parameters + buffers, each in its own dtype)."""
+    try:
+        import torch
+    except ImportError:
+        return 0
+    total = 0
+    for module in getattr(pipe, "components", {}).values():
+        if isinstance(module, torch.nn.Module):
+            tensors = {id(t): t for t in list(module.parameters()) + list(module.buffers())}
+            total += sum(t.numel() * t.element_size() for t in tensors.values())
+    return total
+
+
 def measure_module(name: str, role: str, module: Any) -> ComponentSize:
     import torch
 
