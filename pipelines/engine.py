@@ -101,9 +101,23 @@ def run(job: JobSpec, progress: ProgressCallback = no_progress, cancel: CancelTo
     out_path, out_note = _output_path(job, output_dir, overwrite)
     cancel.raise_if_cancelled()
 
+    # Plan before loading (from the files or the preset's size profile), so the plan can say how
+    # components are loaded: a big model must not pass through host RAM whole when RAM is short.
+    def make_ladder(sizes, spec: JobSpec):
+        shape = JobShape(frames=spec.frames, height=spec.height, width=spec.width, cfg=spec.guidance > 1.0,
+                         steps=spec.steps)
+        if facts.has_cuda:
+            return shape, plan_ladder(sizes, shape, facts, budget_gb=budget_gb, ram_gb=ram_gb, mode=memory_mode)
+        # A VRAM budget means nothing without a GPU; the CPU plan still checks host RAM.
+        return shape, plan_ladder(sizes, shape, facts, ram_gb=ram_gb)
+
+    preload_job = job.adapted_to(source.family)
+    sizes = sizes_before_loading(source)
+    shape, ladder = make_ladder(sizes, preload_job) if sizes is not None else (None, None)
+
     progress("load", 0, 1)
     t = time.perf_counter()
-    pipe = manager.get(source)
+    pipe = manager.get(source, ladder[0] if ladder else None)
     timings["load"] = time.perf_counter() - t
     progress("load", 1, 1)
 
@@ -111,13 +125,8 @@ def run(job: JobSpec, progress: ProgressCallback = no_progress, cancel: CancelTo
     job = job.adapted_to(source.family, *adapter.model_rules(pipe))  # the loaded model's real ratios
     adapter.check_model(pipe, job)
     pil_images, image_notes = _prepare_images(images, job.width, job.height)
-
-    shape = JobShape(frames=job.frames, height=job.height, width=job.width, cfg=job.guidance > 1.0, steps=job.steps)
-    if facts.has_cuda:
-        ladder = plan_ladder(measure_components(pipe), shape, facts, budget_gb=budget_gb, ram_gb=ram_gb,
-                             mode=memory_mode)
-    else:  # a VRAM budget means nothing without a GPU; the CPU plan still checks host RAM
-        ladder = plan_ladder(measure_components(pipe), shape, facts, ram_gb=ram_gb)
+    if ladder is None or (job.frames, job.height, job.width) != (shape.frames, shape.height, shape.width):
+        shape, ladder = make_ladder(measure_components(pipe), job)  # the model's rules changed the shape
     runner = StageRunner(ladder, apply=lambda plan: apply_plan(pipe, plan, facts),
                          after_stage=lambda stage, plan: finish_stage(pipe, plan, stage))
     runner.start()
@@ -191,6 +200,24 @@ def run(job: JobSpec, progress: ProgressCallback = no_progress, cancel: CancelTo
 
 
 # ------------------------------------------------------------------------ helpers
+def sizes_before_loading(source):
+    """Component sizes without loading weights: a folder's safetensors headers, else the size profile
+    of a known hub repo or preset, else a cached snapshot's files; None when nothing is on disk yet."""
+    from .memory import measure_folder, profile_sizes
+    from .memory.sizes import REPO_PROFILES
+
+    if source.kind in ("tiny", "folder"):
+        return measure_folder(source.location)
+    if source.location in REPO_PROFILES:
+        return profile_sizes(source.location)
+    if source.preset is not None and source.preset.size_profile:
+        return profile_sizes(source.preset.size_profile)
+    try:
+        return measure_folder(_local_folder(source))
+    except KinetographError:
+        return None  # loading will say what is missing
+
+
 def _output_path(job: JobSpec, output_dir: str | Path | None, overwrite: bool) -> tuple[Path, str | None]:
     """Where the result goes; an existing file is never replaced unless asked."""
     if job.out:

@@ -198,8 +198,14 @@ def ensure_tiny_model(name: str) -> Path:
 
 
 # ------------------------------------------------------------------------ loading
-def load_pipeline(source: ModelSource):
-    """Load the diffusers pipeline for ``source`` (on CPU; placement is the memory plan's job)."""
+def load_pipeline(source: ModelSource, plan=None):
+    """Load the diffusers pipeline for ``source``.
+
+    Components are loaded into host RAM, except those the memory ``plan`` says must be loaded
+    differently (``plan.load_kwargs``: straight onto the GPU, or split between GPU, RAM and disk
+    with an accelerate device map) so their weights never all sit in RAM at once. Placement
+    after loading is ``memory.apply_plan``'s job.
+    """
     import diffusers
     import torch
 
@@ -215,6 +221,8 @@ def load_pipeline(source: ModelSource):
     try:
         for component, repo in source.extra_repos.items():
             kwargs[component] = _load_extra_component(component, repo, dtype)
+        for component in (plan.load_kwargs if plan is not None else {}):
+            kwargs[component] = _load_planned_component(source, component, plan, kwargs)
         pipe = cls.from_pretrained(source.location, **kwargs)
     except KinetographError:
         raise
@@ -227,6 +235,37 @@ def load_pipeline(source: ModelSource):
         ) from None
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def _load_planned_component(source: ModelSource, component: str, plan, pipeline_kwargs: dict[str, Any]):
+    """One component loaded with the from_pretrained arguments its memory plan asks for."""
+    import importlib
+
+    from .memory.apply import load_kwargs_for
+
+    index = _model_index(source)
+    if component not in index:
+        raise KinetographError(f"The memory plan names a component {component!r} that {source.location} lacks.")
+    library, class_name = index[component]
+    model_class = getattr(importlib.import_module(library), class_name)
+    common = {k: v for k, v in pipeline_kwargs.items() if k in ("use_safetensors", "local_files_only")}
+    dtype = pipeline_kwargs["dtype"]
+    if isinstance(dtype, dict):
+        dtype = dtype.get(component, dtype["default"])
+    config = model_class.load_config(source.location, subfolder=component, **{
+        k: v for k, v in common.items() if k == "local_files_only"})
+    return model_class.from_pretrained(source.location, subfolder=component, dtype=dtype, **common,
+                                       **load_kwargs_for(plan, component, model_class, config))
+
+
+def _model_index(source: ModelSource) -> dict[str, Any]:
+    if source.kind in ("tiny", "folder"):
+        path = Path(source.location) / "model_index.json"
+    else:
+        from huggingface_hub import hf_hub_download
+
+        path = Path(hf_hub_download(source.location, "model_index.json"))
+    return json.loads(path.read_text())
 
 
 def _quiet_library_progress_bars() -> None:
@@ -265,8 +304,10 @@ class ModelManager:
 
         self.cache = cache if cache is not None else PipelineCache()
 
-    def get(self, source: ModelSource):
-        return self.cache.get(source.cache_key, lambda: load_pipeline(source))
+    def get(self, source: ModelSource, plan=None):
+        """The loaded pipeline; ``plan`` says how components must be loaded (see load_pipeline)."""
+        load_signature = json.dumps(plan.load_kwargs, sort_keys=True, default=str) if plan is not None else "{}"
+        return self.cache.get(repr((source.cache_key, load_signature)), lambda: load_pipeline(source, plan))
 
     def release(self, source: ModelSource | None = None) -> None:
         """Drop one model (or all of them) from memory."""

@@ -178,3 +178,22 @@ def test_pickled_single_files_are_refused(tmp_path):
     ckpt.write_bytes(b"\x80\x04")
     with pytest.raises(KinetographError, match="safetensors only"):
         engine.run(JobSpec(prompt="x", model=str(ckpt), seed=2, **SMALL), output_dir=tmp_path / "o")
+
+
+def test_a_plan_can_load_components_its_own_way():
+    """Components named in plan.load_kwargs load separately (here device_map="cpu"; on a GPU "cuda" or a
+    block map) and give the same pipeline as a plain load."""
+    import types
+
+    import torch
+
+    from pipelines.models import ModelManager, load_pipeline, resolve_model
+
+    source = resolve_model("tiny-wan", "t2v")
+    plan = types.SimpleNamespace(load_kwargs={"transformer": {"device_map": "cpu"}})
+    planned, plain = load_pipeline(source, plan), load_pipeline(source)
+    for (name, a), b in zip(planned.transformer.state_dict().items(), plain.transformer.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    manager = ModelManager()
+    assert manager.get(source, plan) is manager.get(source, plan)
+    assert manager.get(source, plan) is not manager.get(source)  # a different load is a different entry
