@@ -49,7 +49,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     job = JobSpec(task=args.task, model=args.model, prompt=args.prompt or "",
                   negative_prompt=args.negative_prompt, image=args.image, last_image=args.last_image,
                   frames=args.frames, seconds=args.seconds, fps=args.fps, width=args.width, height=args.height,
-                  steps=args.steps, guidance=args.guidance, seed=args.seed, out=args.out, name=args.name)
+                  steps=args.steps, guidance=args.guidance, seed=args.seed, out=args.out, name=args.name,
+                  transformer=args.transformer)
     bar = TerminalProgress(enabled=not args.quiet)
     try:
         result = engine.run(job, progress=bar, output_dir=args.output_dir, overwrite=args.overwrite,
@@ -139,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen = sub.add_parser("generate", help="make a video from a prompt, a start image, or first+last frames")
     gen.add_argument("--task", choices=["t2v", "i2v", "keyframes"], default="t2v")
     gen.add_argument("--model", default="tiny-ltx", help="preset (see `models`), hub repo id, or local folder")
+    gen.add_argument("--transformer", help="single-file .safetensors transformer to use instead of the model's own")
     gen.add_argument("--prompt", default="")
     gen.add_argument("--negative-prompt", default=None)
     gen.add_argument("--image", help="start frame (i2v, keyframes)")

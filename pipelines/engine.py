@@ -94,7 +94,7 @@ def run(job: JobSpec, progress: ProgressCallback = no_progress, cancel: CancelTo
 
     job.check()
     facts = device_facts or DeviceFacts.detect()
-    source = resolve_model(job.model, job.task, prefer_cuda=facts.has_cuda)
+    source = resolve_model(job.model, job.task, prefer_cuda=facts.has_cuda, denoiser_file=job.transformer)
     images = {key: read_image(getattr(job, key)) for key in ("image", "last_image") if getattr(job, key)}
     # Check against the family's rules before loading anything; keep the drawn seed for the real adaptation.
     job = dataclasses.replace(job, seed=job.adapted_to(source.family).seed)

@@ -40,6 +40,7 @@ class JobSpec:
     steps: int | None = None
     guidance: float | None = None
     seed: int | None = None  # None: a random seed, recorded in the result
+    transformer: str | None = None  # single-file .safetensors replacing the model's denoiser (e.g. a fine-tune)
     out: str | None = None  # output path; None: outputs/<date>/<name>-<seed>.mp4
     name: str | None = None
     # What adapted_to() changed, in words; part of the spec so outputs record it.

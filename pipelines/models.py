@@ -12,6 +12,7 @@ code. Loaded pipelines are kept in a byte-bounded LRU cache (``memory.cache``).
 """
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import os
@@ -52,23 +53,42 @@ class ModelSource:
     dtype: str = "float32"
     component_dtypes: dict[str, str] = field(default_factory=dict)
     extra_repos: dict[str, str] = field(default_factory=dict)
+    denoiser_file: str | None = None  # single-file checkpoint that replaces the denoiser's weights
 
     @property
     def cache_key(self) -> tuple:
-        return (self.location, self.pipeline_class, self.dtype, tuple(sorted(self.component_dtypes.items())))
+        file_stamp = (self.denoiser_file, os.stat(self.denoiser_file).st_mtime_ns) if self.denoiser_file else None
+        return (self.location, self.pipeline_class, self.dtype, tuple(sorted(self.component_dtypes.items())),
+                file_stamp)
 
     def describe(self) -> dict[str, Any]:
         return {
             "ref": self.ref, "family": self.family.id, "task": self.task, "location": self.location,
             "kind": self.kind, "pipeline_class": self.pipeline_class, "dtype": self.dtype,
-            "preset": self.preset.id if self.preset else None,
+            "preset": self.preset.id if self.preset else None, "denoiser_file": self.denoiser_file,
         }
 
 
 # ---------------------------------------------------------------------- resolving
-def resolve_model(ref: str, task: str, *, prefer_cuda: bool = False) -> ModelSource:
-    """Turn what the user typed into a ModelSource for ``task``; no weights are loaded."""
-    ref = str(ref).strip()
+def resolve_model(ref: str, task: str, *, prefer_cuda: bool = False, denoiser_file: str | None = None) -> ModelSource:
+    """Turn what the user typed into a ModelSource for ``task``; no weights are loaded.
+
+    ``denoiser_file``: a single-file .safetensors checkpoint of the transformer/UNet (a fine-tune,
+    an original-format release); ``ref`` then supplies the text encoder, VAE and configs.
+    """
+    source = _resolve_ref(str(ref).strip(), task, prefer_cuda)
+    if denoiser_file is None:
+        return source
+    path = Path(denoiser_file).expanduser()
+    if not path.is_file():
+        raise KinetographError(f"Transformer checkpoint {path} does not exist. Check the path.")
+    if path.suffix != ".safetensors":
+        raise KinetographError(f"{path} is not a .safetensors file. Kinetograph loads safetensors only "
+                               f"(pickled .ckpt/.pt/.bin files can run code); convert it first.")
+    return dataclasses.replace(source, denoiser_file=str(path.resolve()))
+
+
+def _resolve_ref(ref: str, task: str, prefer_cuda: bool) -> ModelSource:
     if ref in PRESETS:
         return _source_from_preset(PRESETS[ref], task, prefer_cuda)
     path = Path(ref).expanduser()
@@ -111,8 +131,9 @@ def _source_from_folder(ref: str, path: Path, task: str, prefer_cuda: bool) -> M
                 f"diffusers folder."
             )
         raise KinetographError(
-            f"{path} is a single-file checkpoint. Pass the diffusers folder that contains it instead "
-            f"(a folder with model_index.json), e.g. one made with `hf download <repo> --local-dir DIR`."
+            f"{path} is a single-file checkpoint: it holds the transformer only. Pass it with "
+            f"--transformer {path} and name the model that supplies the text encoder and VAE with --model "
+            f"(a preset such as wan2.1-t2v-1.3b, a hub repo id or a diffusers folder)."
         )
     index = path / "model_index.json"
     if not index.is_file():
@@ -223,6 +244,9 @@ def load_pipeline(source: ModelSource, plan=None):
             kwargs[component] = _load_extra_component(component, repo, dtype)
         for component in (plan.load_kwargs if plan is not None else {}):
             kwargs[component] = _load_planned_component(source, component, plan, kwargs)
+        if source.denoiser_file:
+            name, module = _load_single_file_denoiser(source, kwargs)
+            kwargs[name] = module
         pipe = cls.from_pretrained(source.location, **kwargs)
     except KinetographError:
         raise
@@ -256,6 +280,32 @@ def _load_planned_component(source: ModelSource, component: str, plan, pipeline_
         k: v for k, v in common.items() if k == "local_files_only"})
     return model_class.from_pretrained(source.location, subfolder=component, dtype=dtype, **common,
                                        **load_kwargs_for(plan, component, model_class, config))
+
+
+def _load_single_file_denoiser(source: ModelSource, pipeline_kwargs: dict[str, Any]):
+    """The transformer/UNet from a single .safetensors file, configured by the base model's folder.
+
+    diffusers converts original-format keys (Wan, LTX releases) to its own layout on the way in."""
+    import importlib
+
+    index = _model_index(source)
+    name = "transformer" if "transformer" in index else "unet"
+    library, class_name = index[name]
+    model_class = getattr(importlib.import_module(library), class_name)
+    if not hasattr(model_class, "from_single_file"):
+        raise KinetographError(f"diffusers cannot load a single-file {class_name}; use a diffusers folder.")
+    dtype = pipeline_kwargs["dtype"]
+    if isinstance(dtype, dict):
+        dtype = dtype.get(name, dtype["default"])
+    try:
+        module = model_class.from_single_file(source.denoiser_file, config=source.location, subfolder=name, dtype=dtype,
+                                              local_files_only=source.kind in ("tiny", "folder"))
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise KinetographError(
+            f"Could not load {source.denoiser_file} as the {class_name} of {source.ref}: {exc}. Check that the "
+            f"file is a {source.family.label} transformer of the same size as that model."
+        ) from None
+    return name, module
 
 
 def _model_index(source: ModelSource) -> dict[str, Any]:

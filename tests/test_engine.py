@@ -197,3 +197,35 @@ def test_a_plan_can_load_components_its_own_way():
     manager = ModelManager()
     assert manager.get(source, plan) is manager.get(source, plan)
     assert manager.get(source, plan) is not manager.get(source)  # a different load is a different entry
+
+
+def test_single_file_transformer_replaces_the_denoiser(tmp_path):
+    """--transformer FILE.safetensors: the denoiser's weights come from the file, the rest from --model."""
+    import diffusers
+    import torch
+    from safetensors.torch import save_file
+
+    from pipelines.models import ensure_tiny_model
+
+    base = diffusers.WanTransformer3DModel.from_pretrained(ensure_tiny_model("tiny-wan"), subfolder="transformer")
+    same, changed = tmp_path / "same.safetensors", tmp_path / "changed.safetensors"
+    state = {k: v.contiguous() for k, v in base.state_dict().items()}
+    save_file(state, same)
+    save_file({k: (v * 1.5 if v.ndim == 2 else v) for k, v in state.items()}, changed)
+
+    job = JobSpec(prompt="x", model="tiny-wan", seed=9, **SMALL)
+    plain = decoded(engine.run(job, output_dir=tmp_path).path)
+    with_same = engine.run(JobSpec(**{**job.to_dict(), "transformer": str(same), "adjustments": ()}),
+                           output_dir=tmp_path)
+    assert read_metadata(with_same.path)["model"]["denoiser_file"] == str(same.resolve())
+    assert np.array_equal(plain, decoded(with_same.path))
+    with_changed = engine.run(JobSpec(**{**job.to_dict(), "transformer": str(changed), "adjustments": ()}),
+                              output_dir=tmp_path)
+    assert not np.array_equal(plain, decoded(with_changed.path))
+    assert torch.is_tensor(state["scale_shift_table"])  # the file really held diffusers-format keys
+
+    with pytest.raises(KinetographError, match="--transformer"):
+        engine.run(JobSpec(prompt="x", model=str(same), seed=1, **SMALL), output_dir=tmp_path / "o")
+    with pytest.raises(KinetographError, match="does not exist"):
+        engine.run(JobSpec(prompt="x", model="tiny-wan", transformer=str(tmp_path / "nope.safetensors"), seed=1,
+                           **SMALL), output_dir=tmp_path / "o")
