@@ -229,3 +229,18 @@ def test_single_file_transformer_replaces_the_denoiser(tmp_path):
     with pytest.raises(KinetographError, match="does not exist"):
         engine.run(JobSpec(prompt="x", model="tiny-wan", transformer=str(tmp_path / "nope.safetensors"), seed=1,
                            **SMALL), output_dir=tmp_path / "o")
+
+
+def test_out_of_memory_with_no_cheaper_plan_is_a_clear_error_and_leaves_nothing(tmp_path, monkeypatch):
+    """On the CPU the ladder has one plan: a GPU OOM there ends the job with advice, not a traceback."""
+    import torch
+
+    from pipelines import adapters
+
+    def decode_out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(adapters.LTXAdapter, "decode", decode_out_of_memory)
+    with pytest.raises(KinetographError, match="Out of GPU memory in the decode stage"):
+        engine.run(JobSpec(prompt="x", model="tiny-ltx", seed=1, **SMALL), output_dir=tmp_path)
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]
