@@ -97,7 +97,8 @@ def run(job: JobSpec, progress: ProgressCallback = no_progress, cancel: CancelTo
     source = resolve_model(job.model, job.task, prefer_cuda=facts.has_cuda, denoiser_file=job.transformer)
     images = {key: read_image(getattr(job, key)) for key in ("image", "last_image") if getattr(job, key)}
     # Check against the family's rules before loading anything; keep the drawn seed for the real adaptation.
-    job = dataclasses.replace(job, seed=job.adapted_to(source.family).seed)
+    preload_job = job.adapted_to(source.family)
+    job = dataclasses.replace(job, seed=preload_job.seed)
     out_path, out_note = _output_path(job, output_dir, overwrite)
     cancel.raise_if_cancelled()
 
@@ -111,7 +112,6 @@ def run(job: JobSpec, progress: ProgressCallback = no_progress, cancel: CancelTo
         # A VRAM budget means nothing without a GPU; the CPU plan still checks host RAM.
         return shape, plan_ladder(sizes, shape, facts, ram_gb=ram_gb)
 
-    preload_job = job.adapted_to(source.family)
     sizes = sizes_before_loading(source)
     shape, ladder = make_ladder(sizes, preload_job) if sizes is not None else (None, None)
 
@@ -193,7 +193,7 @@ def run(job: JobSpec, progress: ProgressCallback = no_progress, cancel: CancelTo
         timings["write"] = time.perf_counter() - t
         timings["total"] = time.perf_counter() - started
         writer.metadata["timings"] = dict(timings)
-    final = writer.close()
+    final = writer.path  # closed (renamed into place) by the with block
     progress("write", 1, 1)
     return Result(path=final, fps=job.fps, frame_count=len(frames), width=job.width, height=job.height,
                   seed=job.seed, job=job, timings=timings, memory=memory, attempts=runner.attempts, notes=notes)
