@@ -104,3 +104,34 @@ def test_plan_measures_a_local_folder(capsys):
     assert app.main(["plan", "--model", str(ensure_tiny_model("tiny-wan")), "--json"]) == 0
     plan = json.loads(capsys.readouterr().out)
     assert set(plan["placement"]) >= {"transformer", "vae", "text_encoder"}
+
+
+def _moving_square_video(path, frames=10, fps=8.0):
+    from pipelines.video_io import write_video
+
+    video = np.zeros((frames, 64, 96, 3), np.uint8)
+    video[:] = (30, 60, 90)
+    for i in range(frames):
+        video[i, 20:40, 10 + 4 * i:30 + 4 * i] = (250, 200, 40)
+    return write_video(path, video, fps)
+
+
+def test_interpolate_doubles_the_frame_rate(tmp_path, capsys):
+    src = _moving_square_video(tmp_path / "clip.mp4")
+    out = tmp_path / "smooth.mp4"
+    assert app.main(["interpolate", str(src), "--factor", "2", "--out", str(out), "--quiet"]) == 0
+    assert "19 frames" in capsys.readouterr().out
+    info = probe_video(out)
+    assert info.frame_count == 19 and abs(info.fps - 16.0) < 1e-6
+    assert app.main(["interpolate", str(src), "--fps", "20", "--quiet"]) == 0  # default name beside the input
+    assert probe_video(tmp_path / "clip-20fps.mp4").fps == 20
+
+
+def test_interpolate_bad_input_is_a_clear_error(tmp_path, capsys):
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"no video here")
+    assert app.main(["interpolate", str(broken), "--factor", "2", "--quiet"]) == 2
+    assert "broken.mp4" in capsys.readouterr().err
+    src = _moving_square_video(tmp_path / "clip.mp4")
+    assert app.main(["interpolate", str(src), "--factor", "1000", "--quiet"]) == 2
+    assert not list(tmp_path.glob("clip-x1000*"))

@@ -1,0 +1,122 @@
+"""Output timing of an interpolated video: which output frame comes from which input pair at
+which ``t``. Exact arithmetic (``Fraction``), so 23.976 → 60 fps never drifts.
+
+Input frame ``i`` sits at position ``i`` (in input frames). Output frame ``j`` sits at
+position ``p_j = j · step``:
+
+* ``factor=N``: ``step = 1/N``; output fps = src fps × N (slow motion: src fps, N× the frames).
+* ``target_fps=F``: ``step = src_fps / F``; output fps = F (slow motion: src fps, F/src × the frames).
+
+Output frame ``j`` is input frame ``p_j`` when ``p_j`` is a whole number, otherwise the pair
+``k = floor(p_j)``, ``k+1`` at ``t = p_j - k``. Outputs run from position 0 to the last input
+frame: ``frames_out = floor((n_in - 1) / step) + 1``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+
+from ..errors import KinetographError
+from ..video_io import _fps_as_fraction
+
+__all__ = ["MAX_FACTOR", "Sample", "TimingPlan", "make_plan", "as_fps"]
+
+MAX_FACTOR = 16  # more in-betweens than this per input frame is a mistake, not a job
+
+
+def as_fps(fps, what: str = "fps") -> Fraction:
+    """A frame rate as an exact Fraction (29.97 -> 30000/1001), or a KinetographError."""
+    if isinstance(fps, bool):
+        raise KinetographError(f"{what} must be a number such as 24 or 29.97, got {fps!r}.")
+    try:
+        return _fps_as_fraction(fps)
+    except KinetographError as error:
+        raise KinetographError(str(error).replace("fps must", f"{what} must", 1)) from None
+
+
+@dataclass(frozen=True)
+class Sample:
+    """Output frame ``index`` is input frame ``pair`` (t == 0) or lies between input frames
+    ``pair`` and ``pair + 1`` at ``t`` (0 < t < 1)."""
+
+    index: int
+    position: Fraction  # in input frames
+    pair: int
+    t: float
+
+
+@dataclass(frozen=True)
+class TimingPlan:
+    src_fps: Fraction
+    out_fps: Fraction
+    step: Fraction            # input frames per output frame
+    factor: int | None
+    target_fps: Fraction | None
+    slowmo: bool
+
+    def frames_out(self, n_in: int) -> int:
+        """Output frames for ``n_in`` input frames (positions 0 .. n_in-1 inclusive)."""
+        if n_in < 1:
+            return 0
+        return math.floor((n_in - 1) / self.step) + 1
+
+    def sample(self, index: int) -> Sample:
+        position = index * self.step
+        pair = math.floor(position)
+        return Sample(index, position, pair, float(position - pair))
+
+    def samples_between(self, start: Fraction | int, stop: Fraction | int) -> list[Sample]:
+        """Samples with start <= position < stop, in order."""
+        first = math.ceil(Fraction(start) / self.step)
+        last = math.ceil(Fraction(stop) / self.step)  # exclusive
+        return [self.sample(j) for j in range(max(first, 0), last)]
+
+    def timestamp(self, index: int) -> Fraction:
+        """Presentation time of output frame ``index`` in seconds."""
+        return Fraction(index) / self.out_fps
+
+    def describe(self) -> dict:
+        return {
+            "src_fps": float(self.src_fps),
+            "out_fps": float(self.out_fps),
+            "factor": self.factor,
+            "target_fps": None if self.target_fps is None else float(self.target_fps),
+            "slowmo": self.slowmo,
+            "step": f"{self.step.numerator}/{self.step.denominator}",
+        }
+
+
+def make_plan(src_fps, factor=None, target_fps=None, slowmo: bool = False) -> TimingPlan:
+    """Validate the request and return the plan. Exactly one of ``factor`` / ``target_fps``."""
+    src = as_fps(src_fps, "the source fps")
+    if (factor is None) == (target_fps is None):
+        raise KinetographError(
+            "Give exactly one of factor (e.g. 2 for twice the frames) or target_fps (e.g. 60)."
+        )
+    if factor is not None:
+        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or factor != int(factor):
+            raise KinetographError(f"factor must be a whole number from 2 to {MAX_FACTOR}, got {factor!r}.")
+        factor = int(factor)
+        if not 2 <= factor <= MAX_FACTOR:
+            raise KinetographError(
+                f"factor must be from 2 to {MAX_FACTOR} (2 doubles the frame rate), got {factor}."
+            )
+        step = Fraction(1, factor)
+        out = src if slowmo else src * factor
+        target = None
+    else:
+        target = as_fps(target_fps, "target_fps")
+        step = src / target
+        if step < Fraction(1, MAX_FACTOR):
+            raise KinetographError(
+                f"target_fps {float(target):g} is more than {MAX_FACTOR}× the source's {float(src):g} fps; "
+                f"choose at most {float(src) * MAX_FACTOR:g} fps."
+            )
+        if slowmo and step >= 1:
+            raise KinetographError(
+                f"Slow motion needs target_fps above the source's {float(src):g} fps (it plays the extra "
+                "frames at the source rate); raise target_fps or turn slow motion off."
+            )
+        out = src if slowmo else target
+    return TimingPlan(src_fps=src, out_fps=out, step=step, factor=factor, target_fps=target, slowmo=slowmo)

@@ -1,0 +1,487 @@
+"""Frame interpolation: synthetic motion with known answers, timing arithmetic, streaming,
+scene cuts, duplicated frames, files (audio, range, metadata), errors and cancellation."""
+from __future__ import annotations
+
+import math
+import tracemalloc
+import wave
+from fractions import Fraction
+
+import cv2
+import numpy as np
+import pytest
+
+from pipelines.errors import JobCancelled, KinetographError
+from pipelines.interpolation import (
+    FlowBackend,
+    available_backends,
+    get_backend,
+    interpolate_frames,
+    interpolate_pair,
+    interpolate_video,
+    make_plan,
+    register_backend,
+)
+from pipelines.interpolation import backends as backends_module
+from pipelines.interpolation.flow import _render_torch, estimate_motion, render
+from pipelines.progress import CancelToken
+from pipelines.video_io import VideoWriter, probe_video, read_frames, read_metadata
+
+# --------------------------------------------------------------------------------------
+# synthetic scenes with an exact answer
+# --------------------------------------------------------------------------------------
+
+
+def texture(h: int, w: int, seed: int, cell: int = 6) -> np.ndarray:
+    """Smooth random colour texture (band-limited, so sub-pixel resampling is accurate)."""
+    rng = np.random.default_rng(seed)
+    small = (rng.random((h // cell + 4, w // cell + 4, 3)) * 255).astype(np.float32)
+    big = cv2.resize(small, ((w // cell + 4) * cell, (h // cell + 4) * cell), interpolation=cv2.INTER_CUBIC)
+    return np.clip(big, 0, 255).astype(np.uint8)[:h, :w].copy()
+
+
+H, W, SQ = 120, 160, 40
+BACKGROUND = texture(H, W, 1)
+SQUARE = texture(SQ, SQ, 2)
+
+
+def square_scene(x: int, y: int, background: np.ndarray = BACKGROUND) -> np.ndarray:
+    frame = background.copy()
+    frame[y:y + SQ, x:x + SQ] = SQUARE
+    return frame
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return 100.0 if mse == 0 else 10 * math.log10(255.0 ** 2 / mse)
+
+
+def moving_frames(n: int, h: int = 48, w: int = 64, step: int = 3, seed: int = 5, cell: int = 6) -> list[np.ndarray]:
+    big = texture(h + 8, w + step * n + 8, seed, cell)
+    return [np.ascontiguousarray(big[4:4 + h, step * i:step * i + w]) for i in range(n)]
+
+
+def two_shots(n_a: int, n_b: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Two shots of slow motion (a pan over soft shapes), the second in other colours."""
+    a = moving_frames(n_a, step=1, seed=11, cell=16)
+    b = [np.ascontiguousarray(255 - f[:, :, ::-1]) for f in moving_frames(n_b, step=1, seed=12, cell=16)]
+    return a, b
+
+
+# --------------------------------------------------------------------------------------
+# interpolate_pair on known motion
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dx,dy", [(8, 4), (-6, 10)])
+def test_textured_square_matches_the_analytic_midframe(dx, dy):
+    x0, y0 = 50, 30
+    f0, f1 = square_scene(x0, y0), square_scene(x0 + dx, y0 + dy)
+    expected = square_scene(x0 + dx // 2, y0 + dy // 2)
+    out = interpolate_pair(f0, f1, 0.5)
+    assert out.dtype == np.uint8 and out.shape == f0.shape
+    err = np.abs(out.astype(int) - expected).max(axis=2)
+    # the square itself, away from its edges, lands where it must, sharp
+    cx, cy = x0 + dx // 2, y0 + dy // 2
+    assert err[cy + 4:cy + SQ - 4, cx + 4:cx + SQ - 4].mean() < 1.5
+    # the background away from the square's path is untouched
+    far = np.ones((H, W), bool)
+    far[max(0, y0 - 14):y0 + SQ + abs(dy) + 14, max(0, x0 - 14):x0 + SQ + abs(dx) + 14] = False
+    assert err[far].mean() < 1.0
+    # overall far better than a cross-fade (which ghosts the square)
+    fade = cv2.addWeighted(f0, 0.5, f1, 0.5, 0)
+    assert psnr(out, expected) > psnr(fade, expected) + 6
+    assert psnr(out, expected) > 29
+
+
+def test_quarter_and_three_quarter_positions_share_one_motion_estimate():
+    f0, f1 = square_scene(40, 40), square_scene(56, 40)  # 16 px to the right
+    backend = FlowBackend(device="cpu")
+    outs = backend.interpolate(f0, f1, [0.25, 0.5, 0.75])
+    for t, out in zip((0.25, 0.5, 0.75), outs):
+        x = 40 + round(16 * t)
+        expected = square_scene(x, 40)
+        assert np.abs(out.astype(int) - expected)[44:76, x + 4:x + SQ - 4].mean() < 1.5
+        assert np.array_equal(out, interpolate_pair(f0, f1, t))  # deterministic, same as one by one
+
+
+def test_large_motion_is_found_and_the_uncovered_background_is_filled():
+    """A square moving more than its own size (48 px) in a 160 px frame: coarse-to-fine flow
+    alone loses it; the global-motion hypotheses find it; the strips it uncovers and covers
+    come from the one frame that shows them."""
+    f0, f1 = square_scene(20, 40), square_scene(68, 40)
+    expected = square_scene(44, 40)
+    out = interpolate_pair(f0, f1, 0.5)
+    err = np.abs(out.astype(int) - expected).max(axis=2)
+    assert err[46:74, 50:78].mean() < 2.0          # the square, in its middle position
+    assert psnr(out, expected) > 24
+    fade = cv2.addWeighted(f0, 0.5, f1, 0.5, 0)
+    assert psnr(out, expected) > psnr(fade, expected) + 4
+
+
+def test_whole_frame_pan_with_content_entering_at_the_border():
+    big = texture(H + 40, W + 40, 3)
+    f0, f1 = big[10:10 + H, 6:6 + W], big[16:16 + H, 18:18 + W]
+    expected = big[13:13 + H, 12:12 + W]
+    out = interpolate_pair(f0, f1, 0.5)
+    err = np.abs(out.astype(int) - expected)
+    assert err.mean() < 1.0
+    assert err[:, -6:].mean() < 3.0   # entering on the right: taken from frame 1 only, not smeared
+    assert err[-3:, :].mean() < 4.5
+
+
+def test_identical_frames_return_the_frame_and_float_input_is_accepted():
+    f = texture(40, 50, 7)
+    assert np.array_equal(interpolate_pair(f, f, 0.3), f)
+    out = interpolate_pair(f.astype(np.float32) / 255.0, f.astype(np.float32) / 255.0, 0.5)
+    assert out.dtype == np.uint8 and np.abs(out.astype(int) - f).max() <= 1
+
+
+def test_tiny_frames_are_cross_faded():
+    a = np.zeros((8, 8, 3), np.uint8)
+    b = np.full((8, 8, 3), 200, np.uint8)
+    assert np.all(interpolate_pair(a, b, 0.25) == 50)
+
+
+@pytest.mark.parametrize("t", [0, 1, -0.1, 1.5, float("nan"), "half"])
+def test_t_outside_the_open_interval_is_refused(t):
+    f = texture(32, 32, 1)
+    with pytest.raises(KinetographError, match="t"):
+        interpolate_pair(f, f, t)
+
+
+@pytest.mark.parametrize(
+    "a,b,match",
+    [
+        (np.zeros((32, 32, 3), np.uint8), np.zeros((32, 40, 3), np.uint8), "same size"),
+        (np.zeros((32, 32), np.uint8), np.zeros((32, 32), np.uint8), "H×W×3"),
+        (np.zeros((32, 32, 3), np.int16), np.zeros((32, 32, 3), np.int16), "dtype"),
+        (np.full((32, 32, 3), 2.0), np.full((32, 32, 3), 2.0), "0..1"),
+        ("frame.png", "frame.png", "array"),
+    ],
+)
+def test_bad_frames_are_refused_with_a_clear_message(a, b, match):
+    with pytest.raises(KinetographError, match=match):
+        interpolate_pair(a, b, 0.5)
+
+
+def test_torch_render_path_matches_the_opencv_path():
+    """The GPU path (torch grid_sample) is exercised on the CPU: same picture as OpenCV's."""
+    torch = pytest.importorskip("torch")
+    f0, f1 = square_scene(40, 40), square_scene(52, 46)
+    motion = estimate_motion(f0, f1)
+    backend = FlowBackend(device="cpu", sharp_max_pixels=0)  # bicubic in both
+    a = render(f0, f1, motion, 0.5, backend.config)
+    b = _render_torch(f0, f1, motion, 0.5, backend.config, torch.device("cpu"))
+    diff = np.abs(a.astype(int) - b)
+    assert b.dtype == np.uint8 and b.shape == a.shape
+    assert diff.mean() < 0.5 and np.percentile(diff, 99.9) <= 8
+
+
+# --------------------------------------------------------------------------------------
+# timing arithmetic
+# --------------------------------------------------------------------------------------
+
+
+def test_factor_plan_counts_and_positions():
+    plan = make_plan(24, factor=2)
+    assert plan.out_fps == 48 and plan.frames_out(10) == 19
+    assert [(s.pair, s.t) for s in plan.samples_between(0, 2)] == [(0, 0.0), (0, 0.5), (1, 0.0), (1, 0.5)]
+    plan4 = make_plan(25, factor=4)
+    assert plan4.out_fps == 100 and plan4.frames_out(3) == 9
+    assert [s.t for s in plan4.samples_between(1, 2)] == [0.0, 0.25, 0.5, 0.75]
+
+
+def test_ntsc_film_to_60_is_exact():
+    plan = make_plan(23.976, target_fps=60)
+    assert plan.src_fps == Fraction(24000, 1001) and plan.out_fps == 60
+    assert plan.step == Fraction(400, 1001)
+    assert plan.frames_out(1002) == 2506          # floor(1001 · 1001/400) + 1
+    for j in range(0, 2506, 97):
+        sample = plan.sample(j)
+        assert sample.position / plan.src_fps == plan.timestamp(j) == Fraction(j, 60)  # no drift
+        assert sample.pair == math.floor(sample.position) and 0 <= sample.t < 1
+
+
+def test_24_to_60_pattern_and_counts():
+    plan = make_plan(24, target_fps=60)
+    samples = plan.samples_between(0, 2)
+    assert [s.pair for s in samples] == [0, 0, 0, 1, 1]
+    assert [round(s.t, 6) for s in samples] == [0.0, 0.4, 0.8, 0.2, 0.6]
+    assert plan.frames_out(11) == 26
+
+
+def test_slow_motion_keeps_the_fps_and_multiplies_the_frames():
+    plan = make_plan(30, factor=4, slowmo=True)
+    assert plan.out_fps == 30 and plan.frames_out(5) == 17
+    plan = make_plan(30, target_fps=120, slowmo=True)
+    assert plan.out_fps == 30 and plan.step == Fraction(1, 4)
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(src_fps=24, factor=1), "factor"),
+        (dict(src_fps=24, factor=17), "factor"),
+        (dict(src_fps=24, factor=2.5), "factor"),
+        (dict(src_fps=24, factor=True), "factor"),
+        (dict(src_fps=24, target_fps=0), "target_fps"),
+        (dict(src_fps=24, target_fps=-30), "target_fps"),
+        (dict(src_fps=24, target_fps=float("nan")), "target_fps"),
+        (dict(src_fps=24, target_fps=1000), "16"),
+        (dict(src_fps=0, factor=2), "source fps"),
+        (dict(src_fps=24), "exactly one"),
+        (dict(src_fps=24, factor=2, target_fps=60), "exactly one"),
+        (dict(src_fps=30, target_fps=24, slowmo=True), "Slow motion"),
+    ],
+)
+def test_bad_timing_requests_are_refused(kwargs, match):
+    with pytest.raises(KinetographError, match=match):
+        make_plan(**kwargs)
+
+
+# --------------------------------------------------------------------------------------
+# streaming
+# --------------------------------------------------------------------------------------
+
+
+def test_stream_counts_and_passes_input_frames_through():
+    frames = moving_frames(7)
+    out = list(interpolate_frames(frames, 24, factor=3))
+    assert len(out) == make_plan(24, factor=3).frames_out(7) == 19
+    for k, frame in enumerate(frames):
+        assert np.array_equal(out[3 * k], frame)
+    assert len(list(interpolate_frames(frames, 24, target_fps=60))) == make_plan(24, target_fps=60).frames_out(7)
+
+
+def test_stream_accepts_a_float_batch_and_reports_progress():
+    batch = np.stack(moving_frames(4)).astype(np.float32) / 255.0   # ComfyUI IMAGE layout T×H×W×3
+    seen = []
+    out = list(interpolate_frames(batch, 12, factor=2, progress=lambda s, d, t: seen.append((s, d, t))))
+    assert len(out) == 7 and out[0].dtype == np.uint8
+    assert seen[-1] == ("interpolate", 7, 7)
+
+
+def test_scene_cut_is_never_blended():
+    a, b = two_shots(4, 4)
+    stream = interpolate_frames(a + b, 24, factor=4)
+    out = list(stream)
+    assert len(out) == 29
+    # positions 3.25 / 3.5 repeat the last frame of shot A, 3.75 the first of shot B
+    assert np.array_equal(out[13], a[3]) and np.array_equal(out[14], a[3])
+    assert np.array_equal(out[15], b[0]) and np.array_equal(out[16], b[0])
+    # elsewhere in-betweens are real interpolations, not copies
+    assert not np.array_equal(out[1], a[0]) and not np.array_equal(out[1], a[1])
+
+
+def test_scene_cut_indices_are_reported():
+    from pipelines.interpolation import StreamInterpolator
+
+    a, b = two_shots(5, 3)
+    engine = StreamInterpolator(make_plan(24, factor=2), get_backend("flow"))
+    assert len(list(engine.run(a + b))) == 15
+    assert engine.scene_cuts == [5] and engine.duplicates == []
+
+
+def test_duplicated_frames_are_bridged_by_motion():
+    """Animation on twos: A A B B C. The repeats carry no new picture; the motion from A to B
+    is spread over the gap, so position 1 becomes a real in-between."""
+    from pipelines.interpolation import StreamInterpolator
+
+    f0, f1, f2 = square_scene(40, 40), square_scene(48, 40), square_scene(56, 40)
+    frames = [f0, f0.copy(), f1, f1.copy(), f2]
+    engine = StreamInterpolator(make_plan(24, factor=2), get_backend("flow"))
+    out = list(engine.run(frames))
+    assert len(out) == 9 and engine.duplicates == [1, 3]
+    middle = out[2]                                  # position 1: halfway from A to B
+    expected = square_scene(44, 40)
+    assert psnr(middle, expected) > psnr(f0, expected) + 6
+    assert np.array_equal(out[4], f1) and np.array_equal(out[8], f2)
+    # without de-duplication the repeat is passed through as it is
+    plain = list(interpolate_frames(frames, 24, factor=2, dedup=False))
+    assert np.array_equal(plain[2], f0) and np.array_equal(plain[1], f0)
+
+
+def test_stream_is_lazy_and_memory_stays_flat_over_length():
+    def run(n: int) -> tuple[int, int]:
+        pulled = []
+        first_output_after = None
+
+        def source():
+            for i, frame in enumerate(moving_frames_lazy(n)):
+                pulled.append(i)
+                yield frame
+
+        tracemalloc.start()
+        try:
+            count = 0
+            for _ in interpolate_frames(source(), 24, factor=2):
+                if first_output_after is None:
+                    first_output_after = len(pulled)
+                count += 1
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert count == 2 * n - 1
+        assert first_output_after <= 2               # output starts after the first pair
+        return peak
+
+    def moving_frames_lazy(n: int):
+        base = texture(56, 64 + 8, 9)
+        for i in range(n):
+            shift = (3 * i) % 8
+            yield np.ascontiguousarray(np.roll(base, shift, axis=1)[4:52, 4:68])
+
+    run(10)  # one-time allocations (grids, caches) out of the way
+    short, long = run(30), run(300)
+    frame_bytes = 48 * 64 * 3
+    assert long <= 1.1 * short + 16 * frame_bytes, (short, long)
+    assert long < 150 * frame_bytes, long        # keeping the 599 outputs would take 599 frames
+
+
+def test_stream_errors():
+    with pytest.raises(KinetographError, match="no frames"):
+        list(interpolate_frames([], 24, factor=2))
+    with pytest.raises(KinetographError, match="at least 2"):
+        list(interpolate_frames([texture(32, 32, 1)], 24, factor=2))
+    with pytest.raises(KinetographError, match="Frame 2 is 40x32"):
+        list(interpolate_frames([texture(32, 32, 1), texture(32, 32, 2), texture(32, 40, 3)], 24, factor=2))
+    with pytest.raises(KinetographError, match="factor"):
+        interpolate_frames([texture(32, 32, 1)] * 2, 24, factor=0)   # checked at the call, not later
+
+
+# --------------------------------------------------------------------------------------
+# backends
+# --------------------------------------------------------------------------------------
+
+
+class CrossFade:
+    name = "crossfade"
+
+    def interpolate(self, frame0, frame1, ts):
+        return [cv2.addWeighted(frame0, 1 - t, frame1, t, 0) for t in ts]
+
+
+def test_backend_registry(monkeypatch):
+    monkeypatch.setattr(backends_module, "_REGISTRY", dict(backends_module._REGISTRY))
+    assert "flow" in available_backends()
+    register_backend("crossfade", CrossFade)
+    frames = moving_frames(3)
+    out = list(interpolate_frames(frames, 24, factor=2, backend="crossfade"))
+    assert np.array_equal(out[1], cv2.addWeighted(frames[0], 0.5, frames[1], 0.5, 0))
+    instance = CrossFade()
+    assert get_backend(instance) is instance
+    with pytest.raises(KinetographError, match="already registered"):
+        register_backend("crossfade", CrossFade)
+    with pytest.raises(KinetographError, match="available: crossfade, flow"):
+        get_backend("rife")
+    register_backend("broken", lambda: object())
+    with pytest.raises(KinetographError, match="interpolate"):
+        get_backend("broken")
+    with pytest.raises(KinetographError, match="Unknown flow backend option"):
+        get_backend("flow", no_such_option=1)
+
+
+# --------------------------------------------------------------------------------------
+# files
+# --------------------------------------------------------------------------------------
+
+
+def write_wav(path, seconds: float, rate: int = 16000) -> None:
+    t = np.arange(int(seconds * rate)) / rate
+    samples = (0.3 * np.sin(2 * np.pi * 440 * t) * 32767).astype(np.int16)
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(rate)
+        wav.writeframes(samples.tobytes())
+
+
+@pytest.fixture
+def source_video(tmp_path):
+    """12 fps, 20 frames, 64×48, a moving texture with a hard cut at frame 12, and audio."""
+    write_wav(tmp_path / "tone.wav", 2.0)
+    a, b = two_shots(12, 8)
+    path = tmp_path / "source.mp4"
+    with VideoWriter(path, 12, audio_source=tmp_path / "tone.wav", crf=12, preset="ultrafast") as writer:
+        for frame in a + b:
+            writer.write(frame)
+    return path
+
+
+def test_interpolate_video_range_audio_metadata(source_video, tmp_path):
+    seen = []
+    result = interpolate_video(source_video, tmp_path / "out.mp4", factor=2, start_frame=4, end_frame=16,
+                               progress=lambda s, d, t: seen.append((d, t)))
+    assert result.frames_in == 12 and result.frames_out == 23
+    assert result.src_fps == 12 and result.out_fps == 24
+    assert result.scene_cuts == [12]
+    assert result.ms_per_frame > 0 and seen[-1] == (23, 23)
+    info = probe_video(result.path)
+    assert info.frame_count == 23 and abs(info.fps - 24) < 1e-6 and info.has_audio
+    meta = read_metadata(result.path)["interpolation"]
+    assert meta["backend"] == "flow" and meta["factor"] == 2
+    assert (meta["start_frame"], meta["end_frame"]) == (4, 16) and meta["scene_cuts"] == [12]
+    # input frames come through at the even output positions (up to the codec)
+    src = read_frames(source_video, 4, 16)
+    out = read_frames(result.path)
+    assert psnr(out[0], src[0]) > 30 and psnr(out[22], src[11]) > 30
+
+
+def test_interpolate_video_to_a_target_fps_and_slow_motion(source_video, tmp_path):
+    result = interpolate_video(source_video, tmp_path / "fps.mp4", target_fps=30, end_frame=8)
+    assert result.out_fps == 30 and result.frames_out == make_plan(12, target_fps=30).frames_out(8) == 18
+    slow = interpolate_video(source_video, tmp_path / "slow.mp4", factor=3, end_frame=5, slowmo=True)
+    assert slow.out_fps == 12 and slow.frames_out == 13
+    assert not probe_video(slow.path).has_audio   # audio cannot follow slow motion
+    assert read_metadata(slow.path)["interpolation"]["audio"].startswith("dropped")
+
+
+def test_interpolate_video_default_output_name(source_video):
+    result = interpolate_video(source_video, factor=2, end_frame=3)
+    assert result.path.name == "source-x2.mp4" and result.path.exists()
+    again = interpolate_video(source_video, factor=2, end_frame=3)
+    assert again.path != result.path and again.path.exists()   # never over an existing file
+
+
+def test_cancel_leaves_no_output(source_video, tmp_path):
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    token = CancelToken()
+
+    def progress(stage, done, total):
+        if done >= 5:
+            token.cancel()
+
+    with pytest.raises(JobCancelled):
+        interpolate_video(source_video, out_dir / "x.mp4", factor=2, progress=progress, cancel=token)
+    assert list(out_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(factor=2, start_frame=25), "outside"),
+        (dict(factor=2, end_frame=30), "outside"),
+        (dict(factor=2, start_frame=5, end_frame=6), "at least 2"),
+        (dict(factor=2, start_frame=-1), "start_frame"),
+        (dict(factor=1), "factor"),
+        (dict(target_fps=0), "target_fps"),
+        (dict(factor=2, backend="nope"), "Unknown interpolation backend"),
+    ],
+)
+def test_bad_video_requests_write_nothing(source_video, tmp_path, kwargs, match):
+    with pytest.raises(KinetographError, match=match):
+        interpolate_video(source_video, tmp_path / "bad.mp4", **kwargs)
+    assert not (tmp_path / "bad.mp4").exists() and not (tmp_path / "bad.json").exists()
+
+
+def test_empty_corrupt_and_missing_files(tmp_path):
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    corrupt = tmp_path / "corrupt.mp4"
+    corrupt.write_bytes(b"\x00\x00\x00\x18ftypisom" + bytes(range(256)) * 8)
+    for path in (empty, corrupt, tmp_path / "missing.mp4"):
+        with pytest.raises(KinetographError):
+            interpolate_video(path, tmp_path / "out.mp4", factor=2)
+    assert not (tmp_path / "out.mp4").exists()
