@@ -102,13 +102,10 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def cmd_interpolate(args: argparse.Namespace) -> int:
     from pipelines.interpolation import interpolate_video
-    from pipelines.video_io import unique_output_path
 
-    src = Path(args.input)
-    out = Path(args.out) if args.out else unique_output_path(src.with_name(f"{src.stem}-{_interp_suffix(args)}.mp4"))
     bar = TerminalProgress(enabled=not args.quiet)
-    try:
-        result = interpolate_video(src, out, factor=args.factor, target_fps=args.fps, start_frame=args.start,
+    try:  # no --out: the engine names it beside the input (clip-x2.mp4, clip-60fps.mp4), never over a file
+        result = interpolate_video(Path(args.input), args.out, factor=args.factor, target_fps=args.fps, start_frame=args.start,
                                    end_frame=args.end, slowmo=args.slowmo, progress=bar)
     finally:
         bar.close()
@@ -116,12 +113,6 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
           f"{result.src_fps:g} -> {result.out_fps:g} fps, {result.ms_per_frame:.0f} ms per new frame"
           + (f", scene cuts kept at input frames {result.scene_cuts}" if result.scene_cuts else "") + ")")
     return 0
-
-
-def _interp_suffix(args: argparse.Namespace) -> str:
-    if args.fps:
-        return f"{args.fps:g}fps"
-    return f"x{args.factor}" + ("-slowmo" if args.slowmo else "")
 
 
 def cmd_ui(args: argparse.Namespace) -> int:

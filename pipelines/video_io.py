@@ -435,7 +435,7 @@ def read_metadata(path) -> dict:
 # --------------------------------------------------------------------------------------
 
 
-def _fps_as_fraction(fps) -> Fraction:
+def fps_as_fraction(fps) -> Fraction:
     """An exact frame rate. NTSC rates given as decimals (29.97, 23.976, 59.94) become
     their true values (30000/1001, ...), so timestamps never drift."""
     try:
@@ -579,7 +579,7 @@ class VideoWriter:
         self.path = Path(path)
         if self.path.suffix.lower() != ".mp4":
             raise KinetographError(f"VideoWriter writes mp4 files; name the output '{self.path.stem}.mp4'.")
-        self._rate = _fps_as_fraction(fps)
+        self._rate = fps_as_fraction(fps)
         self.fps = float(self._rate)
         if isinstance(crf, bool) or not isinstance(crf, (int, np.integer)) or not 0 <= crf <= 51:
             raise KinetographError(f"crf must be an integer from 0 to 51 (18 is a good default), got {crf!r}.")

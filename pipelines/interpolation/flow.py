@@ -2,50 +2,63 @@
 
 How a frame at time ``t`` between ``frame0`` (t=0) and ``frame1`` (t=1) is made:
 
-1. Motion, once per pair, on grey frames downscaled so the longer side is at most
-   ``flow_max_side`` (640): OpenCV DIS optical flow both ways (0→1 and 1→0).
-2. Large motion: DIS is coarse-to-fine and loses thin, fast objects whose motion exceeds
-   their size (a cyclist moving 35 px/frame). Phase correlation of the whole frame (256 px)
-   gives up to 3 global motion hypotheses; each pixel of each flow field takes a hypothesis
-   where it matches clearly better (box-filtered colour difference, +5 bias for DIS), then
-   DIS runs again starting from that fused field, which keeps the large motion and puts
-   the sub-pixel detail and the smoothness back.
-3. Flow at time t: both flow fields are forward-splatted to time t (each pixel travels t of
-   its motion), weighted by a visibility score exp(-(fb² + photo/8)) from the
-   forward-backward consistency error (px²) and the photometric error after warping;
-   holes are filled pull-push. This is the occlusion-aware part: where two surfaces land
-   on one place, the one that is consistent in both frames wins.
-4. Both frames are backward-warped to time t at full resolution with bicubic ``cv2.remap``
-   (BORDER_REPLICATE) and blended (1-t)/t; where a sample falls outside a frame (content
-   entering at the border) that frame's weight goes to zero.
+1. Motion, once per pair, on frames downscaled so the longer side is at most
+   ``flow_max_side`` (640): for each direction (0→1 and 1→0, the second on a worker thread)
+   a quick DIS optical flow (FAST preset), then
+2. large motion: DIS is coarse-to-fine and loses thin, fast objects whose motion exceeds their
+   size (a cyclist moving 35 px/frame). Phase correlation of the whole frame (256 px) gives up
+   to 6 global translations; each pixel takes one where it matches clearly better than the
+   quick flow (box-filtered colour difference, +2 bias), and
+3. the accurate DIS (MEDIUM) runs from that fused field: it keeps the large motion and puts the
+   sub-pixel detail and the smoothness back. Flow that points outside the other frame
+   (content leaving at a border, which DIS extrapolates with a bias) takes its neighbours'.
+4. Flow at time t: both flow fields are forward-splatted to time t (each pixel travels t of its
+   motion), weighted by a visibility score exp(-(fb + photo/8)) from the forward-backward
+   consistency error (relative to the motion, Sundaram et al.) and the photometric error;
+   where two surfaces land on one place, the one consistent in both frames wins. Holes that
+   nothing reliable reaches are what one frame hides: they take the dominant (background)
+   motion; narrow ones are filled smoothly.
+5. Occlusion-aware blend: both frames are backward-warped at full size (bicubic, Lanczos4 up
+   to 0.6 MP; BORDER_REPLICATE) and blended (1-t)/t, except that a frame's sample is dropped
+   where it lands on a reliable pixel that moves differently (it shows another surface), or
+   outside the frame (content entering at a border).
 
-Notes: what was tried, measured with the vfi_bench protocol on ../shared/footage, 10 triplets
-per clip, PSNR averaged over the 7 clips (native t±1 / skip-2 t±2); ffmpeg minterpolate
-scores 33.78 / 30.10 dB on the same triplets. CPU ms are per 720p frame, 2 threads.
+Notes: what was tried and what it gave, measured with the vfi_bench protocol on
+../shared/footage (10 triplets per clip, PSNR averaged over the 7 clips, native t±1 / skip-2
+t±2); ffmpeg minterpolate scores 33.78 / 30.10 dB on the same triplets. Each line changes one
+thing against the line it builds on; ms are CPU ms per 720p frame, 2 threads.
 
 | variant | native | skip-2 | note |
 |---|---|---|---|
-| DIS medium full-res, linear t-flow, bilinear warp | 34.47 | 30.53 | the reference "plain DIS" |
-| same, flow at 640 px | 34.38 | 30.47 | DIS ~4x cheaper |
-| DIS FAST / ULTRAFAST preset | 34.18 / - | 30.36 / - | kept MEDIUM |
-| DIS patch 12/16, stride 2, 50 GD iters, 10 VR iters, VR alpha 5..40 | -0.5..+0.0 | -0.2..+0.0 | defaults kept |
+| DIS medium full size, linear t-flow (Super SloMo), bilinear warp | 34.47 | 30.53 | the reference "plain DIS", ~280 ms |
+| same, flow at 640 px | 34.38 | 30.47 | DIS 4x cheaper |
+| DIS FAST preset / patch 12 or 16 / stride 2 / 50 GD iters / 10 VR iters / VR alpha 5..40 | -0.3..+0.0 | -0.2..+0.0 | MEDIUM defaults kept |
+| flow at 960 px or full size (fs=0) | +0.0..+0.1 | -0.1..+0.0 | not worth 2-4x the time |
 | bicubic warp instead of bilinear | +0.32 | +0.17 | cityCC0 +2.2 dB (sharp lights, sub-pixel pan) |
-| Lanczos4 warp | +0.37 | +0.20 | 5x the cost of bicubic (90 ms per 720p frame): not kept |
-| visibility blend from fb-consistency (Sundaram thresholds) | -0.10 | -0.07 | wrong where flow is wrong; the 50/50 blend hedges better |
-| time-t consistency visibility (sigma 2-4 px) | -0.20 | -0.17 | same reason |
-| coverage (disocclusion) weights from the splat | +0.01 | -0.01 | no gain; not kept |
+| Lanczos4 warp | +0.37 | +0.20 | 90 ms per 720p frame: only up to 0.6 MP |
 | forward splatting of flow to time t (vs linear approximation) | +0.12 | -0.03 | +0.5 dB on fast motion (cyclist) |
-| fixed-point inversion of flow instead of splatting | -0.2 | -0.35 | |
-| symmetric Lucas-Kanade refinement at time t | -0.1 | -0.1 | noise in flat areas |
-| per-pixel choice among flow candidates by bidirectional cost | +0.03 | +0.05 | objects vanish; not kept |
-| + global phase-correlation hypotheses, fused in source frame | -0.1 | +0.5 | cyclist skip-2 23.2 -> 26.2 dB, but aliasing on periodic city windows |
-| + DIS re-run from the fused field | +0.15 | +0.1 | fixes the aliasing; kept |
-| ensemble of splat and linear t-flow | +0.03 | +0.06 | 2 more warps; not kept |
+| nearest instead of bilinear splatting | 0.00 | 0.00 | 4x fewer bincounts: kept |
+| fixed-point inversion of the flow instead of splatting | -0.2 | -0.35 | |
+| symmetric Lucas-Kanade refinement of the t-flow | -0.1 | -0.1 | noise in flat areas |
+| visibility blend from fb-consistency masks | -0.10 | -0.07 | flow is wrong where it is inconsistent: the 50/50 blend hedges better |
+| time-t consistency visibility (sigma 2-4 px) | -0.20 | -0.17 | same reason |
+| per-pixel flow choice by bidirectional matching cost | +0.03 | +0.05 | small objects vanish (background matches at both ends) |
+| global phase-correlation hypotheses fused per pixel | -0.1 | +0.5 | cyclist skip-2 23.2 -> 26.2 dB; aliasing on the city's periodic windows |
+| + DIS re-run from the fused field | +0.15 | +0.1 | fixes the aliasing |
+| local (tile) phase-correlation hypotheses too | +0.01 | +0.05 | 25 % slower: not kept |
+| holes -> dominant motion, drop samples landing on other surfaces, relative fb | +0.09 | +0.06 | cyclist +0.8 dB; synthetic 40 px occlusion 21.8 -> 26.4 dB |
+| FAST first pass instead of MEDIUM (then MEDIUM from the fused field) | -0.03 | 0.00 | 25 % faster: kept |
+| flow of border-leaving pixels from their neighbours | 0.00 | 0.00 | synthetic pan border strip error 5.9 -> 2.1 |
+| 6 global hypotheses instead of 3 (8: -0.07 / +0.0 more) | -0.04 | +0.15 | larger motions at skip-2: sam2 +0.5, cyclist +0.7 |
+| splat weight exp(-x/2) instead of exp(-x) (exp(-2x): -0.11 / -0.08) | +0.05 | +0.01 | but synthetic 48 px occlusion 25.4 -> 23.9 dB: not kept |
 | output blur / sharpen | -0.7 / -1.1 | -0.3 / -0.7 | the sharpness is right |
+| hedge: 30 % of a second rendering from the linear t-flow | +0.09 | +0.14 | PSNR likes the hedge, eyes do not (30 % ghosts of clearly moving objects): option, off |
 
 Where the error that remains is: 60-80 % of the squared error of sam2_juggle, vtest,
-bigbuckbunny and cyclist_g1 lies in the 1-5 % of pixels where the two warped frames
-disagree: non-linear motion (a bouncing ball, a flapping ear), motion blur and occlusions.
+bigbuckbunny and cyclist_g1 lies in the 1-5 % of pixels where the two warped frames disagree:
+non-linear motion (a bouncing ball, a flapping ear: the real middle frame is not halfway),
+motion blur and occlusions. An oracle that picks, per 9×9 block, frame 0, frame 1 or their
+blend would gain about 1 dB; no weight-free rule found here picks well enough.
 """
 from __future__ import annotations
 
@@ -53,6 +66,7 @@ import os
 import sys
 import threading
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import cv2
@@ -82,14 +96,13 @@ class FlowConfig:
     """Settings of the flow backend (defaults are the measured best trade-off)."""
 
     flow_max_side: int = 640            # motion is estimated at most at this size (longer side)
-    dis_preset: int = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM
-    reseed_preset: int = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM  # DIS run from the fused field
-    global_candidates: int = 3          # phase-correlation motion hypotheses (0 disables)
+    coarse_preset: int = cv2.DISOPTICAL_FLOW_PRESET_FAST     # pass 1 (before the global hypotheses)
+    dis_preset: int = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM      # pass 2, started from pass 1
+    global_candidates: int = 6          # phase-correlation motion hypotheses (0 disables)
     candidate_side: int = 256           # size (longer side) the phase correlation runs at
     candidate_min_px: float = 2.0       # ignore hypotheses smaller than this (flow-size px)
     fusion_window: int = 7              # box filter of the per-pixel matching cost
     fusion_bias: float = 2.0            # a hypothesis must beat DIS by this much (luma |diff|, 0..255)
-    fusion_min_fraction: float = 0.002  # re-run DIS only if this fraction of pixels took a hypothesis
     splat_sharpness: float = 1.0        # splat weight exp(-s * (fb_err + photo_err / 8))
     fb_relative: bool = True            # fb_err relative to the motion (Sundaram et al.), else px²
     hole_fill: str = "dominant"         # wide splat holes take the dominant motion ("pullpush": smooth fill)
@@ -99,6 +112,8 @@ class FlowConfig:
     warp_interpolation: int = cv2.INTER_CUBIC
     sharp_max_pixels: int = 600_000     # frames up to this size are warped with Lanczos4 instead
     border_extrapolation: bool = True   # flow of pixels that leave the frame: from their neighbours
+    hedge: float = 0.0                  # >0: mix in this much of a rendering from the linear-motion flow
+                                        # (+0.1 dB PSNR on the benchmark, but ghosts where motion is clear)
     device: str = "auto"                # "auto" (CUDA when present), "cpu" or a torch device such as "cuda:0"
 
 
@@ -227,11 +242,10 @@ def _match_cost(a: np.ndarray, b_warped: np.ndarray, window: int) -> np.ndarray:
     return cv2.boxFilter(diff, cv2.CV_32F, (window, window))
 
 
-def _fuse(a: np.ndarray, b: np.ndarray, flow: np.ndarray, hypotheses, window: int, bias: float) -> tuple[np.ndarray, int]:
+def _fuse(a: np.ndarray, b: np.ndarray, flow: np.ndarray, hypotheses, window: int, bias: float) -> np.ndarray:
     """Give each pixel of ``flow`` (a→b) the global hypothesis that matches clearly better."""
     best_cost = _match_cost(a, _warp(b, flow), window)
     fused = flow.copy()
-    changed = 0
     h, w = flow.shape[:2]
     for dx, dy in hypotheses:
         shifted = cv2.warpAffine(b, np.float32([[1, 0, -dx], [0, 1, -dy]]), (w, h), flags=cv2.INTER_LINEAR,
@@ -239,12 +253,9 @@ def _fuse(a: np.ndarray, b: np.ndarray, flow: np.ndarray, hypotheses, window: in
         cost = _match_cost(a, shifted, window)
         cost += bias
         better = cost < best_cost
-        n = int(np.count_nonzero(better))
-        if n:
-            fused[better] = (dx, dy)
-            np.copyto(best_cost, cost, where=better)
-            changed += n
-    return fused, changed
+        fused[better] = (dx, dy)
+        np.copyto(best_cost, cost, where=better)
+    return fused
 
 
 def _splat_nearest(flow: np.ndarray, tt: float, weight: np.ndarray, out_num: np.ndarray, out_den: np.ndarray) -> None:
@@ -263,17 +274,25 @@ def _splat_nearest(flow: np.ndarray, tt: float, weight: np.ndarray, out_num: np.
     out_num[..., 1] += np.bincount(index, wt * flow[..., 1].ravel(), n)[:-1].reshape(h, w)
 
 
-def _extrapolate_outside(flow: np.ndarray) -> np.ndarray:
+def _extrapolate_outside(flow: np.ndarray, coarse: int = 8) -> np.ndarray:
     """Pixels whose flow points outside the other frame cannot be matched (DIS extrapolates
-    them with a bias); give them the flow of the matched pixels next to them instead."""
+    them with a bias); give them the flow of the matched pixels next to them instead (a smooth
+    fill computed at 1/``coarse`` size: these are strips along the border)."""
     h, w = flow.shape[:2]
     gx, gy = _grid(h, w)
-    tx, ty = gx + flow[..., 0], gy + flow[..., 1]
-    inside = ((tx >= 0) & (tx <= w - 1) & (ty >= 0) & (ty <= h - 1)).astype(np.float32)
-    if inside.all() or not inside.any():
+    inside = cv2.inRange(gx + flow[..., 0], 0.0, w - 1.0) & cv2.inRange(gy + flow[..., 1], 0.0, h - 1.0)
+    n_inside = cv2.countNonZero(inside)
+    if n_inside in (0, h * w):
         return flow
-    filled = _fill_holes(flow * inside[..., None], inside)
-    return np.where(inside[..., None] > 0, flow, filled)
+    weight = inside.astype(np.float32) * (1.0 / 255.0)
+    size = (max(1, w // coarse), max(1, h // coarse))
+    num = cv2.resize(flow * weight[..., None], size, interpolation=cv2.INTER_AREA)
+    den = cv2.resize(weight, size, interpolation=cv2.INTER_AREA)
+    filled = cv2.resize(_fill_holes(num, den), (w, h), interpolation=cv2.INTER_LINEAR)
+    outside = inside == 0
+    flow = flow.copy()
+    flow[outside] = filled[outside]
+    return flow
 
 
 def _fill_holes(num: np.ndarray, den: np.ndarray, eps: float = 1e-6) -> np.ndarray:
@@ -292,6 +311,29 @@ def _fill_holes(num: np.ndarray, den: np.ndarray, eps: float = 1e-6) -> np.ndarr
     return value.astype(np.float32)
 
 
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _worker() -> ThreadPoolExecutor:
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kinetograph-flow")
+    return _POOL
+
+
+def _one_way(ca: np.ndarray, cb: np.ndarray, ga: np.ndarray, gb: np.ndarray, hypotheses, config) -> np.ndarray:
+    """Flow a→b: quick DIS, global hypotheses fused in where they match clearly better, then
+    the accurate DIS started from that (keeps the large motion, refines the rest)."""
+    shape = ga.shape
+    flow = _dis(config.coarse_preset, shape, seeded=False).calc(ga, gb, None)
+    if hypotheses:
+        flow = _fuse(ca, cb, flow, hypotheses, config.fusion_window, config.fusion_bias)
+    flow = _dis(config.dis_preset, shape, seeded=True).calc(ga, gb, flow)
+    if config.border_extrapolation:
+        flow = _extrapolate_outside(flow)
+    return flow
+
+
 # --------------------------------------------------------------------------------------
 # motion estimation (once per pair) and synthesis (once per t)
 # --------------------------------------------------------------------------------------
@@ -306,8 +348,8 @@ class PairMotion:
     f10: np.ndarray
     weight0: np.ndarray      # h×w visibility score of frame 0's pixels (splat weight)
     weight1: np.ndarray
-    hypotheses: list         # global motions that were fused in (flow-size pixels)
-    dominant: tuple = (0.0, 0.0)  # strongest global motion (flow-size pixels)
+    hypotheses: list         # global motions offered to the flow (0→1, flow-size pixels)
+    dominant: tuple = (0.0, 0.0)  # median 0→1 motion: what most of the frame (the background) does
 
 
 def estimate_motion(frame0: np.ndarray, frame1: np.ndarray, config: FlowConfig = FlowConfig()) -> PairMotion:
@@ -320,15 +362,16 @@ def estimate_motion(frame0: np.ndarray, frame1: np.ndarray, config: FlowConfig =
         c1 = cv2.resize(frame1, size, interpolation=cv2.INTER_AREA)
     else:
         c0, c1 = frame0, frame1
+    h, w = c0.shape[:2]
+    # OpenCV's DIS crashes on thin images (e.g. 16×256 with the FAST preset): pad to a safe shape
+    pad_h, pad_w = max(0, 32 - h, -(-w // 4) - h), max(0, 32 - w, -(-h // 4) - w)
+    if pad_h or pad_w:
+        c0 = cv2.copyMakeBorder(c0, 0, pad_h, 0, pad_w, cv2.BORDER_REPLICATE)
+        c1 = cv2.copyMakeBorder(c1, 0, pad_h, 0, pad_w, cv2.BORDER_REPLICATE)
     g0 = cv2.cvtColor(c0, cv2.COLOR_RGB2GRAY)
     g1 = cv2.cvtColor(c1, cv2.COLOR_RGB2GRAY)
-    h, w = g0.shape
-    dis = _dis(config.dis_preset, (h, w), seeded=False)
-    f01 = dis.calc(g0, g1, None)
-    f10 = dis.calc(g1, g0, None)
-
+    # large motion: global translation hypotheses from phase correlation
     hypotheses = []
-    dominant = (0.0, 0.0)
     if config.global_candidates > 0:
         ps = min(1.0, config.candidate_side / max(h, w))
         a = cv2.resize(g0, None, fx=ps, fy=ps, interpolation=cv2.INTER_AREA).astype(np.float32)
@@ -336,18 +379,13 @@ def estimate_motion(frame0: np.ndarray, frame1: np.ndarray, config: FlowConfig =
         if min(a.shape) >= 8:
             hypotheses = [(dx / ps, dy / ps) for dx, dy in _phase_peaks(a, b, config.global_candidates)]
             hypotheses = [d for d in hypotheses if np.hypot(*d) >= config.candidate_min_px]
-        if hypotheses:
-            fused01, n01 = _fuse(c0, c1, f01, hypotheses, config.fusion_window, config.fusion_bias)
-            fused10, n10 = _fuse(c1, c0, f10, [(-x, -y) for x, y in hypotheses], config.fusion_window,
-                                 config.fusion_bias)
-            if n01 + n10 > config.fusion_min_fraction * 2 * h * w:
-                seeded = _dis(config.reseed_preset, (h, w), seeded=True)
-                f01 = seeded.calc(g0, g1, fused01)
-                f10 = seeded.calc(g1, g0, fused10)
-
-    if config.border_extrapolation:
-        f01 = _extrapolate_outside(f01)
-        f10 = _extrapolate_outside(f10)
+    # the two directions are independent until the consistency check: one runs on a worker thread
+    backward = _worker().submit(_one_way, c1, c0, g1, g0, [(-x, -y) for x, y in hypotheses], config)
+    f01 = _one_way(c0, c1, g0, g1, hypotheses, config)
+    f10 = backward.result()
+    if pad_h or pad_w:
+        c0, c1, g0, g1 = (x[:h, :w] for x in (c0, c1, g0, g1))
+        f01, f10 = np.ascontiguousarray(f01[:h, :w]), np.ascontiguousarray(f10[:h, :w])
     sub = f01[::4, ::4].reshape(-1, 2)
     dominant = (float(np.median(sub[:, 0])), float(np.median(sub[:, 1])))  # most of the frame: background
     # visibility score of each source pixel: forward-backward consistency + photometric match
@@ -411,9 +449,9 @@ def _blend_weights(u_small: np.ndarray, t: float, scale: float, size: tuple[int,
     weights = []
     outside = False
     for i, (k, base) in enumerate(((-t, 1.0 - t), (1.0 - t, t))):
-        # sample position in full-size pixels
-        px = (gx + k * u_small[..., 0]) * inv
-        py = (gy + k * u_small[..., 1]) * inv
+        # sample position in full-size pixels (flow pixel centres map to (x + 0.5)/scale - 0.5)
+        px = (gx + 0.5 + k * u_small[..., 0]) * inv - 0.5
+        py = (gy + 0.5 + k * u_small[..., 1]) * inv - 0.5
         margin = np.minimum(np.minimum(px, W - 1 - px), np.minimum(py, H - 1 - py))
         weight = np.clip(margin + 1.0, 0.0, 1.0)
         if vis is not None:
@@ -423,18 +461,31 @@ def _blend_weights(u_small: np.ndarray, t: float, scale: float, size: tuple[int,
     return weights if outside else None
 
 
-def render(frame0: np.ndarray, frame1: np.ndarray, motion: PairMotion, t: float,
-           config: FlowConfig = FlowConfig()) -> np.ndarray:
-    """The frame at time t (CPU, OpenCV)."""
-    H, W = frame0.shape[:2]
+def linear_flow_at(motion: PairMotion, t: float) -> np.ndarray:
+    """u(x) from the linear-motion approximation (Jiang et al., Super SloMo): no splatting,
+    no occlusion reasoning; wrong where motion boundaries move, which makes it a useful hedge."""
+    return (1.0 - t) * motion.f01 - t * motion.f10
+
+
+def _hypotheses(motion: PairMotion, t: float, config: FlowConfig, size: tuple[int, int]):
+    """[(weight, u at flow size, per-frame blend weights or None)]: the occlusion-aware
+    estimate and, when ``config.hedge`` > 0, the linear-motion one with that weight."""
     u, vis = flow_at(motion, t, config)
-    weights = _blend_weights(u, t, motion.scale, (W, H), vis)
-    if motion.scale != 1.0:
+    main = (1.0, u, _blend_weights(u, t, motion.scale, size, vis))
+    if config.hedge <= 0:
+        return [main]
+    lin = linear_flow_at(motion, t)
+    return [(1.0 - config.hedge, u, main[2]), (config.hedge, lin, _blend_weights(lin, t, motion.scale, size))]
+
+
+def _render_cv(frame0: np.ndarray, frame1: np.ndarray, u: np.ndarray, weights, t: float, scale: float,
+               interpolation: int) -> np.ndarray:
+    H, W = frame0.shape[:2]
+    if scale != 1.0:
         u = cv2.resize(u, (W, H), interpolation=cv2.INTER_LINEAR)
-        u *= 1.0 / motion.scale
+        u *= 1.0 / scale
     gx, gy = _grid(H, W)
     ux, uy = u[..., 0], u[..., 1]
-    interpolation = cv2.INTER_LANCZOS4 if H * W <= config.sharp_max_pixels else config.warp_interpolation
     w0 = cv2.remap(frame0, cv2.scaleAdd(ux, -t, gx), cv2.scaleAdd(uy, -t, gy), interpolation,
                    borderMode=cv2.BORDER_REPLICATE)
     w1 = cv2.remap(frame1, cv2.scaleAdd(ux, 1.0 - t, gx), cv2.scaleAdd(uy, 1.0 - t, gy), interpolation,
@@ -446,6 +497,19 @@ def render(frame0: np.ndarray, frame1: np.ndarray, motion: PairMotion, t: float,
     return cv2.blendLinear(w0, w1, a0, a1)
 
 
+def render(frame0: np.ndarray, frame1: np.ndarray, motion: PairMotion, t: float,
+           config: FlowConfig = FlowConfig()) -> np.ndarray:
+    """The frame at time t (CPU, OpenCV)."""
+    H, W = frame0.shape[:2]
+    interpolation = cv2.INTER_LANCZOS4 if H * W <= config.sharp_max_pixels else config.warp_interpolation
+    out, total = None, 0.0
+    for weight, u, blend in _hypotheses(motion, t, config, (W, H)):
+        frame = _render_cv(frame0, frame1, u, blend, t, motion.scale, interpolation)
+        total += weight
+        out = frame if out is None else cv2.addWeighted(out, 1.0 - weight / total, frame, weight / total, 0.0)
+    return out
+
+
 def _render_torch(frame0: np.ndarray, frame1: np.ndarray, motion: PairMotion, t: float, config: FlowConfig,
                   device) -> np.ndarray:
     """``render`` on a torch device (bicubic ``grid_sample``): the full-size warps and the blend,
@@ -454,29 +518,30 @@ def _render_torch(frame0: np.ndarray, frame1: np.ndarray, motion: PairMotion, t:
     import torch.nn.functional as F
 
     H, W = frame0.shape[:2]
-    u, vis = flow_at(motion, t, config)
-    weights = _blend_weights(u, t, motion.scale, (W, H), vis)
     with torch.no_grad():
-        uu = torch.from_numpy(u).to(device).permute(2, 0, 1)[None]          # 1×2×h×w
-        if motion.scale != 1.0:
-            uu = F.interpolate(uu, size=(H, W), mode="bilinear", align_corners=False) / motion.scale
+        frames = torch.from_numpy(np.stack([frame0, frame1])).to(device).permute(0, 3, 1, 2).float()
         ys = torch.arange(H, device=device, dtype=torch.float32).view(1, H, 1)
         xs = torch.arange(W, device=device, dtype=torch.float32).view(1, 1, W)
-        frames = torch.from_numpy(np.stack([frame0, frame1])).to(device).permute(0, 3, 1, 2).float()
-        grids = []
-        for k in (-t, 1.0 - t):
-            gx = (xs + k * uu[:, 0]) * (2.0 / max(W - 1, 1)) - 1.0
-            gy = (ys + k * uu[:, 1]) * (2.0 / max(H - 1, 1)) - 1.0
-            grids.append(torch.stack([gx, gy], dim=-1))
-        warped = F.grid_sample(frames, torch.cat(grids), mode="bicubic", padding_mode="border",
-                               align_corners=True)
-        if weights is None:
-            out = (1.0 - t) * warped[0] + t * warped[1]
-        else:
-            a = torch.from_numpy(np.stack(weights)).to(device)[:, None]
-            if a.shape[-2:] != (H, W):
-                a = F.interpolate(a, size=(H, W), mode="bilinear", align_corners=False)
-            out = (a[0] * warped[0] + a[1] * warped[1]) / (a[0] + a[1])
+        out = torch.zeros((3, H, W), device=device)
+        for weight, u, blend in _hypotheses(motion, t, config, (W, H)):
+            uu = torch.from_numpy(np.ascontiguousarray(u)).to(device).permute(2, 0, 1)[None]   # 1×2×h×w
+            if motion.scale != 1.0:
+                uu = F.interpolate(uu, size=(H, W), mode="bilinear", align_corners=False) / motion.scale
+            grids = []
+            for k in (-t, 1.0 - t):
+                gx = (xs + k * uu[:, 0]) * (2.0 / max(W - 1, 1)) - 1.0
+                gy = (ys + k * uu[:, 1]) * (2.0 / max(H - 1, 1)) - 1.0
+                grids.append(torch.stack([gx, gy], dim=-1))
+            warped = F.grid_sample(frames, torch.cat(grids), mode="bicubic", padding_mode="border",
+                                   align_corners=True).clamp_(0, 255)
+            if blend is None:
+                mixed = (1.0 - t) * warped[0] + t * warped[1]
+            else:
+                a = torch.from_numpy(np.stack(blend)).to(device)[:, None]
+                if a.shape[-2:] != (H, W):
+                    a = F.interpolate(a, size=(H, W), mode="bilinear", align_corners=False)
+                mixed = (a[0] * warped[0] + a[1] * warped[1]) / (a[0] + a[1])
+            out += weight * mixed
         out = out.clamp_(0, 255).round_().to(torch.uint8).permute(1, 2, 0).contiguous()
         return out.cpu().numpy()
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from ..errors import KinetographError
-from ..video_io import _fps_as_fraction
+from ..video_io import fps_as_fraction
 
 __all__ = ["MAX_FACTOR", "Sample", "TimingPlan", "make_plan", "as_fps"]
 
@@ -30,7 +30,7 @@ def as_fps(fps, what: str = "fps") -> Fraction:
     if isinstance(fps, bool):
         raise KinetographError(f"{what} must be a number such as 24 or 29.97, got {fps!r}.")
     try:
-        return _fps_as_fraction(fps)
+        return fps_as_fraction(fps)
     except KinetographError as error:
         raise KinetographError(str(error).replace("fps must", f"{what} must", 1)) from None
 
