@@ -28,7 +28,7 @@ from .memory import (
     measure_components,
     plan_ladder,
 )
-from .models import ModelManager, resolve_model
+from .models import HEAVY_COMPONENTS, TEXT_ENCODERS, ModelManager, load_pipeline, resolve_model
 from .progress import CancelToken, ProgressCallback, no_progress
 from .video_io import VideoWriter, read_image, unique_output_path
 
@@ -115,13 +115,18 @@ def run(job: JobSpec, progress: ProgressCallback = no_progress, cancel: CancelTo
     sizes = sizes_before_loading(source)
     shape, ladder = make_ladder(sizes, preload_job) if sizes is not None else (None, None)
 
+    adapter = adapter_for(source.family.adapter)
+    staged_embeds = None
+    if ladder and ladder[0].staged_load:
+        # Host RAM cannot hold encoders and denoiser together: encoders alone first, encode, drop them.
+        staged_embeds = _encode_with_encoders_alone(source, adapter, preload_job, ladder[0], progress, timings)
     progress("load", 0, 1)
     t = time.perf_counter()
-    pipe = manager.get(source, ladder[0] if ladder else None)
+    pipe = manager.get(source, ladder[0] if ladder else None,
+                       skip=TEXT_ENCODERS if staged_embeds is not None else ())
     timings["load"] = time.perf_counter() - t
     progress("load", 1, 1)
 
-    adapter = adapter_for(source.family.adapter)
     job = job.adapted_to(source.family, *adapter.model_rules(pipe))  # the loaded model's real ratios
     adapter.check_model(pipe, job)
     pil_images, image_notes = _prepare_images(images, job.width, job.height)
@@ -139,7 +144,9 @@ def run(job: JobSpec, progress: ProgressCallback = no_progress, cancel: CancelTo
         return callback_kwargs
 
     def encode():
-        with torch.inference_mode():
+        if staged_embeds is not None:
+            embeds = staged_embeds
+        else:
             embeds = adapter.encode_prompt(pipe, job, runner.plan.text_encode_device)
         # The plan may encode on the CPU; the denoiser wants its inputs where it runs.
         return {k: v.to(facts.execution_device) if isinstance(v, torch.Tensor) else v for k, v in embeds.items()}
@@ -200,6 +207,21 @@ def run(job: JobSpec, progress: ProgressCallback = no_progress, cancel: CancelTo
 
 
 # ------------------------------------------------------------------------ helpers
+def _encode_with_encoders_alone(source, adapter, job: JobSpec, plan, progress, timings) -> dict[str, Any]:
+    """Staged loading: load only the text encoders, encode the prompt, release them."""
+    from .memory.apply import release_memory
+
+    progress("encode", 0, 1)
+    t = time.perf_counter()
+    encoder_pipe = load_pipeline(source, None, skip=HEAVY_COMPONENTS)
+    encoder_pipe.to(plan.text_encode_device)
+    embeds = adapter.encode_prompt(encoder_pipe, job, plan.text_encode_device)
+    del encoder_pipe
+    release_memory()
+    timings["encode"] = time.perf_counter() - t
+    return embeds
+
+
 def sizes_before_loading(source):
     """Component sizes without loading weights: a folder's safetensors headers, else the size profile
     of a known hub repo or preset, else a cached snapshot's files; None when nothing is on disk yet."""

@@ -219,13 +219,19 @@ def ensure_tiny_model(name: str) -> Path:
 
 
 # ------------------------------------------------------------------------ loading
-def load_pipeline(source: ModelSource, plan=None):
+# Components an encoder-only load leaves out, and a denoise-only load's encoders (staged loading).
+HEAVY_COMPONENTS = ("transformer", "transformer_2", "unet", "vae", "motion_adapter")
+TEXT_ENCODERS = ("text_encoder", "text_encoder_2")
+
+
+def load_pipeline(source: ModelSource, plan=None, skip: tuple[str, ...] = ()):
     """Load the diffusers pipeline for ``source``.
 
     Components are loaded into host RAM, except those the memory ``plan`` says must be loaded
     differently (``plan.load_kwargs``: straight onto the GPU, or split between GPU, RAM and disk
     with an accelerate device map) so their weights never all sit in RAM at once. Placement
-    after loading is ``memory.apply_plan``'s job.
+    after loading is ``memory.apply_plan``'s job. ``skip``: components left out (None), for
+    plans that load the encoders and the denoiser at different times.
     """
     import diffusers
     import torch
@@ -239,12 +245,16 @@ def load_pipeline(source: ModelSource, plan=None):
     kwargs: dict[str, Any] = {"dtype": dtype, "use_safetensors": True}
     if local_only:
         kwargs["local_files_only"] = True
+    present = set(_model_index(source)) if skip else set()
+    kwargs.update({name: None for name in skip if name in present})
     try:
         for component, repo in source.extra_repos.items():
-            kwargs[component] = _load_extra_component(component, repo, dtype)
+            if component not in skip:
+                kwargs[component] = _load_extra_component(component, repo, dtype)
         for component in (plan.load_kwargs if plan is not None else {}):
-            kwargs[component] = _load_planned_component(source, component, plan, kwargs)
-        if source.denoiser_file:
+            if component not in skip:
+                kwargs[component] = _load_planned_component(source, component, plan, kwargs)
+        if source.denoiser_file and not set(skip) & {"transformer", "unet"}:
             name, module = _load_single_file_denoiser(source, kwargs)
             kwargs[name] = module
         pipe = cls.from_pretrained(source.location, **kwargs)
@@ -354,10 +364,12 @@ class ModelManager:
 
         self.cache = cache if cache is not None else PipelineCache()
 
-    def get(self, source: ModelSource, plan=None):
-        """The loaded pipeline; ``plan`` says how components must be loaded (see load_pipeline)."""
+    def get(self, source: ModelSource, plan=None, skip: tuple[str, ...] = ()):
+        """The loaded pipeline; ``plan`` says how components must be loaded, ``skip`` which are left out
+        (see load_pipeline)."""
         load_signature = json.dumps(plan.load_kwargs, sort_keys=True, default=str) if plan is not None else "{}"
-        return self.cache.get(repr((source.cache_key, load_signature)), lambda: load_pipeline(source, plan))
+        key = repr((source.cache_key, load_signature, tuple(sorted(skip))))
+        return self.cache.get(key, lambda: load_pipeline(source, plan, skip))
 
     def release(self, source: ModelSource | None = None) -> None:
         """Drop one model (or all of them) from memory."""
