@@ -158,9 +158,8 @@ def run(job: JobSpec, progress: ProgressCallback = no_progress, cancel: CancelTo
                 generator=generator, output_type="latent", callback_on_step_end=on_step,
             ).frames
 
-    def decode():
-        with torch.inference_mode():
-            return adapter.decode(pipe, latents, job, generator, chunk=runner.plan.decode_chunk_size)
+    def decode():  # adapters run their encode/decode under inference_mode themselves
+        return adapter.decode(pipe, latents, job, generator, chunk=runner.plan.decode_chunk_size)
 
     progress("encode", 0, 1)
     embeds = runner.run("encode", encode, generator=generator, timings=timings)
@@ -317,26 +316,17 @@ def plan_for_model(model: str, task: str = "t2v", frames: int | None = None, wid
     Presets and known hub repos are planned from their size profiles; built-in tiny models
     and local folders are measured from their safetensors headers.
     """
-    from .families import PRESETS, get_family
     from .memory import plan_memory, profile_sizes
-    from .memory.sizes import REPO_PROFILES, measure_folder
+    from .memory.sizes import REPO_PROFILES
 
     facts = facts or DeviceFacts.detect()
-    preset = PRESETS.get(model)
-    if preset is not None and not preset.tiny:
-        family = get_family(preset.family)
-        repo = preset.repos.get(task)
-        if repo is None:
-            raise KinetographError(f"The preset {model!r} has no checkpoint for the task {task!r}; "
-                                   f"it can do: {', '.join(preset.repos)}.")
-        sizes = profile_sizes(repo if repo in REPO_PROFILES else (preset.size_profile or repo))
-    elif model in REPO_PROFILES:
-        sizes = profile_sizes(model)
-        family = resolve_family_of_profile(model)
+    if model in REPO_PROFILES:  # a known hub repo: planned from its profile, nothing fetched
+        sizes, family = profile_sizes(model), resolve_family_of_profile(model)
     else:
         source = resolve_model(model, task, prefer_cuda=facts.has_cuda)
-        family = source.family
-        sizes = measure_folder(_local_folder(source))
+        family, sizes = source.family, sizes_before_loading(source)
+        if sizes is None:
+            _local_folder(source)  # raises the missing-model error (files needed, download command)
     # The job's shape with the family's defaults and rounding (no prompt or images needed to plan).
     shaped = JobSpec(task="t2v", model=model, prompt="plan", frames=frames, width=width, height=height,
                      steps=steps, guidance=guidance, seed=0).adapted_to(family)
