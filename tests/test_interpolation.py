@@ -15,6 +15,7 @@ from pipelines.errors import JobCancelled, KinetographError
 from pipelines.interpolation import (
     FlowBackend,
     available_backends,
+    fusion,
     get_backend,
     interpolate_frames,
     interpolate_pair,
@@ -23,7 +24,7 @@ from pipelines.interpolation import (
     register_backend,
 )
 from pipelines.interpolation import backends as backends_module
-from pipelines.interpolation.flow import _render_torch, estimate_motion, render
+from pipelines.interpolation.flow import FlowConfig, _render_torch, estimate_motion, estimate_motions, render
 from pipelines.progress import CancelToken
 from pipelines.video_io import VideoWriter, probe_video, read_frames, read_metadata
 
@@ -113,8 +114,13 @@ def test_large_motion_is_found_and_the_uncovered_background_is_filled():
     expected = square_scene(44, 40)
     out = interpolate_pair(f0, f1, 0.5)
     err = np.abs(out.astype(int) - expected).max(axis=2)
-    assert err[46:74, 50:78].mean() < 2.0          # the square, in its middle position
+    assert err[46:74, 50:78].mean() < 3.0          # the square, in its middle position
     assert psnr(out, expected) > 23
+    # the motion itself is sub-pixel exact: unfused, the square's inside is sharp; the default
+    # fusion softens it a little, since the two renderings disagree by a fraction of a pixel
+    plain = FlowBackend(device="cpu", shrink=0.0).interpolate(f0, f1, [0.5])[0]
+    assert np.abs(plain.astype(int) - expected).max(axis=2)[46:74, 50:78].mean() < 2.0
+    assert psnr(out, expected) >= psnr(plain, expected)
     fade = cv2.addWeighted(f0, 0.5, f1, 0.5, 0)
     assert psnr(out, expected) > psnr(fade, expected) + 4
 
@@ -185,6 +191,74 @@ def test_torch_render_path_matches_the_opencv_path():
     diff = np.abs(a.astype(int) - b)
     assert b.dtype == np.uint8 and b.shape == a.shape
     assert diff.mean() < 0.5 and np.percentile(diff, 99.9) <= 8
+
+
+def test_torch_render_path_matches_the_opencv_path_with_an_ensemble():
+    torch = pytest.importorskip("torch")
+    f0, f1 = square_scene(40, 40), square_scene(52, 46)
+    config = FlowBackend(device="cpu", sharp_max_pixels=0, ensemble=((128, "v"), (96, "h"))).config
+    motions = estimate_motions(f0, f1, config)
+    assert [m.flip for m in motions] == ["", "v", "h"]
+    a = render(f0, f1, motions, 0.5, config)
+    b = _render_torch(f0, f1, motions, 0.5, config, torch.device("cpu"))
+    diff = np.abs(a.astype(int) - b)
+    assert diff.mean() < 0.5 and np.percentile(diff, 99.9) <= 8
+
+
+def test_ensemble_members_see_the_same_motion_through_their_flip():
+    """A member estimated on flipped, resized frames, once flipped back and rescaled, agrees
+    with the main estimate on a whole-frame pan (dx=-6, dy=+4)."""
+    big = texture(H + 40, W + 40, 7)
+    f0, f1 = big[20:20 + H, 10:10 + W], big[16:16 + H, 16:16 + W]
+    config = FlowConfig(ensemble=((120, "v"), (120, "h")))
+    main, *members = estimate_motions(f0, f1, config)
+    inner = np.s_[10:-10, 10:-10]
+    assert np.allclose(np.median(main.f01[inner].reshape(-1, 2), axis=0), (-6, 4), atol=0.2)
+    for member in members:
+        seen = np.median(member.f01[inner].reshape(-1, 2), axis=0) / member.scale
+        seen[1 if member.flip == "v" else 0] *= -1
+        assert np.allclose(seen, (-6, 4), atol=0.3), member.flip
+    out = FlowBackend(device="cpu", ensemble=((120, "v"),)).interpolate(f0, f1, [0.5])[0]
+    assert np.abs(out.astype(int) - big[18:18 + H, 13:13 + W])[8:-8, 8:-8].mean() < 1.5
+
+
+def test_fusion_keeps_agreement_and_shrinks_only_disagreement():
+    rng = np.random.default_rng(0)
+    sharp = texture(64, 96, 4, cell=3)
+    ones = np.ones((64, 96), np.float32)
+    # identical renderings: returned unchanged, whatever the weights
+    assert np.array_equal(fusion.fuse([sharp, sharp], [ones, 3 * ones]), sharp)
+    # weights: an estimate with (almost) no weight does not show
+    other = rng.integers(0, 256, sharp.shape, dtype=np.uint8)
+    assert np.abs(fusion.fuse([sharp, other], [ones, 1e-6 * ones]).astype(int) - sharp).max() <= 1
+    # strength 0: the plain weighted mean
+    mean = np.clip(np.rint(0.75 * sharp + 0.25 * other.astype(np.float32)), 0, 255)
+    plain = fusion.fuse([sharp, other], [3 * ones, ones], strength=0.0)
+    assert np.abs(plain.astype(int) - mean).max() <= 1
+    # two renderings of the texture shifted 2 px apart on the right half only: detail (luma,
+    # which the fusion shrinks) is softened there, the left half is untouched
+    shifted = sharp.copy()
+    shifted[:, 48:] = np.roll(sharp, 2, axis=1)[:, 48:]
+    fused = fusion.fuse([sharp, shifted], [ones, ones])
+    mean = fusion.fuse([sharp, shifted], [ones, ones], strength=0.0)
+    assert np.abs(fused[:, :40].astype(int) - sharp[:, :40]).max() <= 1
+
+    def detail(x):
+        x = cv2.cvtColor(x, cv2.COLOR_RGB2GRAY).astype(np.float32)
+        return float(np.mean((x - cv2.GaussianBlur(x, (0, 0), 1.5)) ** 2))
+
+    assert detail(fused[8:-8, 56:-8]) < 0.8 * detail(mean[8:-8, 56:-8])
+    assert abs(float(fused[:, 56:].mean()) - float(mean[:, 56:].mean())) < 1.0  # brightness kept
+
+
+def test_agreement_weights_prefer_the_estimate_whose_renderings_match():
+    a = texture(32, 32, 1)
+    b = np.roll(a, 3, axis=1)
+    good, bad = fusion.agreement_weights([(a, a), (a, b)], temperature=20.0)
+    assert np.allclose(good, 1.0)
+    assert bad[8:-8, 8:-8].max() < 0.05
+    (single,) = fusion.agreement_weights([(a, b)], temperature=20.0)
+    assert np.allclose(single, 1.0)
 
 
 # --------------------------------------------------------------------------------------

@@ -22,6 +22,10 @@ How a frame at time ``t`` between ``frame0`` (t=0) and ``frame1`` (t=1) is made:
    to 0.6 MP; BORDER_REPLICATE) and blended (1-t)/t, except that a frame's sample is dropped
    where it lands on a reliable pixel that moves differently (it shows another surface), or
    outside the frame (content entering at a border).
+6. Fusion (``fusion.py``): where the two warped frames disagree, the blend's detail is
+   uncertain; each Laplacian band of the blend is shrunk by the local disagreement relative
+   to its energy. Optionally (``ensemble``) more motion estimates, on resized and flipped
+   frames, add their own pair of warped frames to the fusion.
 
 Notes: what was tried and what it gave, measured with the vfi_bench protocol on
 ../shared/footage (10 triplets per clip, PSNR averaged over the 7 clips, native t±1 / skip-2
@@ -52,7 +56,13 @@ thing against the line it builds on; ms are CPU ms per 720p frame, 2 threads.
 | 6 global hypotheses instead of 3 (8: -0.07 / +0.0 more) | -0.04 | +0.15 | larger motions at skip-2: sam2 +0.5, cyclist +0.7 |
 | splat weight exp(-x/2) instead of exp(-x) (exp(-2x): -0.11 / -0.08) | +0.05 | +0.01 | but synthetic 48 px occlusion 25.4 -> 23.9 dB: not kept |
 | output blur / sharpen | -0.7 / -1.1 | -0.3 / -0.7 | the sharpness is right |
-| hedge: 30 % of a second rendering from the linear t-flow | +0.09 | +0.14 | PSNR likes the hedge, eyes do not (30 % ghosts of clearly moving objects): option, off |
+| hedge: 30 % of a second rendering from the linear t-flow | +0.09 | +0.14 | PSNR likes the hedge, eyes do not (30 % ghosts of clearly moving objects): removed |
+| fusion: Laplacian shrinkage where the warped frames disagree (2026-11-21, second session) | +0.17 | +0.20 | fusion.py; 720p +45 ms |
+| (before fusion) the zero flow as an extra rendering, weighted by its matching cost | +0.09 | -0.01 | the gain is fast objects made half transparent (both ends match the background): not kept |
+| + the t-flow refined by DIS between the two warped frames | +0.01 | -0.03 | |
+| + ensemble: a second estimate, DIS MEDIUM on flipped frames at 512 px seeded from the main flow | +0.14 | +0.17 | 1.7x the time: option `ensemble=((512, "v"),)`, off |
+| + a third estimate (h-flip at 800 px) | +0.04 | +0.03 | 2.5x the time |
+| (before fusion) flow on frames upscaled 2x, 4 clips under 0.5 MP | -0.33 | -0.11 | |
 
 Where the error that remains is: 60-80 % of the squared error of sam2_juggle, vtest,
 bigbuckbunny and cyclist_g1 lies in the 1-5 % of pixels where the two warped frames disagree:
@@ -73,12 +83,14 @@ import cv2
 import numpy as np
 
 from ..errors import KinetographError
+from . import fusion
 
 __all__ = [
     "FlowConfig",
     "FlowBackend",
     "PairMotion",
     "estimate_motion",
+    "estimate_motions",
     "flow_at",
     "render",
     "interpolate_pair",
@@ -112,8 +124,11 @@ class FlowConfig:
     warp_interpolation: int = cv2.INTER_CUBIC
     sharp_max_pixels: int = 600_000     # frames up to this size are warped with Lanczos4 instead
     border_extrapolation: bool = True   # flow of pixels that leave the frame: from their neighbours
-    hedge: float = 0.0                  # >0: mix in this much of a rendering from the linear-motion flow
-                                        # (+0.1 dB PSNR on the benchmark, but ghosts where motion is clear)
+    ensemble: tuple = ()                # more motion estimates, e.g. ((512, "v"),): (flow size, flip "v"/"h"/"")
+    ensemble_temperature: float = 20.0  # per-pixel preference for the estimate whose renderings agree
+    shrink: float = 0.5                 # Laplacian shrinkage where renderings disagree (0: plain blend)
+    shrink_levels: int = 3
+    shrink_window: int = 9
     device: str = "auto"                # "auto" (CUDA when present), "cpu" or a torch device such as "cuda:0"
 
 
@@ -350,6 +365,7 @@ class PairMotion:
     weight1: np.ndarray
     hypotheses: list         # global motions offered to the flow (0→1, flow-size pixels)
     dominant: tuple = (0.0, 0.0)  # median 0→1 motion: what most of the frame (the background) does
+    flip: str = ""           # "v" / "h": estimated on flipped frames (an ensemble member)
 
 
 def estimate_motion(frame0: np.ndarray, frame1: np.ndarray, config: FlowConfig = FlowConfig()) -> PairMotion:
@@ -388,7 +404,13 @@ def estimate_motion(frame0: np.ndarray, frame1: np.ndarray, config: FlowConfig =
         f01, f10 = np.ascontiguousarray(f01[:h, :w]), np.ascontiguousarray(f10[:h, :w])
     sub = f01[::4, ::4].reshape(-1, 2)
     dominant = (float(np.median(sub[:, 0])), float(np.median(sub[:, 1])))  # most of the frame: background
-    # visibility score of each source pixel: forward-backward consistency + photometric match
+    weight0, weight1 = _visibility(f01, f10, g0, g1, config)
+    return PairMotion(scale, f01, f10, weight0, weight1, hypotheses, dominant)
+
+
+def _visibility(f01: np.ndarray, f10: np.ndarray, g0: np.ndarray, g1: np.ndarray, config: FlowConfig):
+    """Visibility score of each source pixel (the splat weight): forward-backward consistency
+    and photometric match."""
     back01 = _warp(f10, f01)
     back10 = _warp(f01, f10)
     fb0 = (f01[..., 0] + back01[..., 0]) ** 2 + (f01[..., 1] + back01[..., 1]) ** 2
@@ -399,9 +421,73 @@ def estimate_motion(frame0: np.ndarray, frame1: np.ndarray, config: FlowConfig =
     if config.fb_relative:
         fb0 = fb0 / (0.01 * (f01[..., 0] ** 2 + f01[..., 1] ** 2 + back01[..., 0] ** 2 + back01[..., 1] ** 2) + 0.5)
         fb1 = fb1 / (0.01 * (f10[..., 0] ** 2 + f10[..., 1] ** 2 + back10[..., 0] ** 2 + back10[..., 1] ** 2) + 0.5)
-    weight0 = np.exp(-s * (fb0 + photo0 / 8.0))
-    weight1 = np.exp(-s * (fb1 + photo1 / 8.0))
-    return PairMotion(scale, f01, f10, weight0, weight1, hypotheses, dominant)
+    return np.exp(-s * (fb0 + photo0 / 8.0)), np.exp(-s * (fb1 + photo1 / 8.0))
+
+
+_FLIP_CODES = {"v": 0, "h": 1}
+
+
+def _flipped(image: np.ndarray, flip: str) -> np.ndarray:
+    return cv2.flip(image, _FLIP_CODES[flip]) if flip else image
+
+
+def _flipped_flow(flow: np.ndarray, flip: str) -> np.ndarray:
+    """A flow field as seen in flipped frames (positions mirrored, one component negated)."""
+    if not flip:
+        return flow
+    mirrored = cv2.flip(flow, _FLIP_CODES[flip])
+    mirrored[..., 1 if flip == "v" else 0] *= -1.0
+    return mirrored
+
+
+def _member_motion(frame0: np.ndarray, frame1: np.ndarray, main: PairMotion, side: int, flip: str,
+                   config: FlowConfig) -> PairMotion | None:
+    """One more motion estimate for the ensemble: the accurate DIS pass alone, on frames resized
+    to ``side`` and flipped, started from the main estimate's flow (so it keeps the large motion
+    found there). It samples DIS's patch grid and pyramid differently, so its errors are partly
+    independent of the main estimate's; ``fusion`` averages them out. None where the frames are
+    too small or thin for DIS at that size."""
+    H, W = frame0.shape[:2]
+    scale = min(1.0, side / max(H, W))
+    w, h = max(1, round(W * scale)), max(1, round(H * scale))
+    if min(h, w) < 32 or max(h, w) > 4 * min(h, w):
+        return None
+    if scale < 1.0:
+        c0 = cv2.resize(frame0, (w, h), interpolation=cv2.INTER_AREA)
+        c1 = cv2.resize(frame1, (w, h), interpolation=cv2.INTER_AREA)
+    else:
+        c0, c1 = frame0, frame1
+    g0 = _flipped(cv2.cvtColor(c0, cv2.COLOR_RGB2GRAY), flip)
+    g1 = _flipped(cv2.cvtColor(c1, cv2.COLOR_RGB2GRAY), flip)
+    ratio = scale / main.scale
+    seeds = []
+    for flow in (main.f01, main.f10):
+        seed = cv2.resize(flow, (w, h), interpolation=cv2.INTER_LINEAR) if flow.shape[:2] != (h, w) else flow.copy()
+        seed *= ratio
+        seeds.append(np.ascontiguousarray(_flipped_flow(seed, flip)))
+
+    def refine(a, b, seed):
+        flow = _dis(config.dis_preset, (h, w), seeded=True).calc(a, b, seed)
+        return _extrapolate_outside(flow) if config.border_extrapolation else flow
+
+    backward = _worker().submit(refine, g1, g0, seeds[1])
+    f01 = refine(g0, g1, seeds[0])
+    f10 = backward.result()
+    weight0, weight1 = _visibility(f01, f10, g0, g1, config)
+    dx, dy = main.dominant[0] * ratio, main.dominant[1] * ratio
+    dominant = (-dx, dy) if flip == "h" else (dx, -dy) if flip == "v" else (dx, dy)
+    return PairMotion(scale, f01, f10, weight0, weight1, [], dominant, flip)
+
+
+def estimate_motions(frame0: np.ndarray, frame1: np.ndarray, config: FlowConfig = FlowConfig()) -> list[PairMotion]:
+    """The main motion estimate and the ensemble members of ``config.ensemble``."""
+    main = estimate_motion(frame0, frame1, config)
+    motions = [main]
+    for side, flip in config.ensemble:
+        member = _member_motion(frame0, frame1, main, side, flip, config)
+        if member is not None:
+            motions.append(member)
+    return motions
 
 
 def flow_at(motion: PairMotion, t: float, config: FlowConfig = FlowConfig()):
@@ -461,70 +547,83 @@ def _blend_weights(u_small: np.ndarray, t: float, scale: float, size: tuple[int,
     return weights if outside else None
 
 
-def linear_flow_at(motion: PairMotion, t: float) -> np.ndarray:
-    """u(x) from the linear-motion approximation (Jiang et al., Super SloMo): no splatting,
-    no occlusion reasoning; wrong where motion boundaries move, which makes it a useful hedge."""
-    return (1.0 - t) * motion.f01 - t * motion.f10
+def _full_size_weights(blend, t: float, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    W, H = size
+    if blend is None:
+        return np.full((H, W), 1.0 - t, np.float32), np.full((H, W), t, np.float32)
+    return tuple(cv2.resize(a, (W, H), interpolation=cv2.INTER_LINEAR) if a.shape != (H, W) else a for a in blend)
 
 
-def _hypotheses(motion: PairMotion, t: float, config: FlowConfig, size: tuple[int, int]):
-    """[(weight, u at flow size, per-frame blend weights or None)]: the occlusion-aware
-    estimate and, when ``config.hedge`` > 0, the linear-motion one with that weight."""
-    u, vis = flow_at(motion, t, config)
-    main = (1.0, u, _blend_weights(u, t, motion.scale, size, vis))
-    if config.hedge <= 0:
-        return [main]
-    lin = linear_flow_at(motion, t)
-    return [(1.0 - config.hedge, u, main[2]), (config.hedge, lin, _blend_weights(lin, t, motion.scale, size))]
+def _full_size_flow(u: np.ndarray, scale: float, size: tuple[int, int]) -> np.ndarray:
+    if scale == 1.0:
+        return u
+    u = cv2.resize(u, size, interpolation=cv2.INTER_LINEAR)
+    u *= 1.0 / scale
+    return u
 
 
-def _render_cv(frame0: np.ndarray, frame1: np.ndarray, u: np.ndarray, weights, t: float, scale: float,
-               interpolation: int) -> np.ndarray:
+def _warps_cv(frame0: np.ndarray, frame1: np.ndarray, motion: PairMotion, t: float, config: FlowConfig,
+              interpolation: int):
+    """Frame 0 and frame 1 warped to time t along one motion estimate, and their blend weights
+    (full size, in the frames' own orientation)."""
     H, W = frame0.shape[:2]
-    if scale != 1.0:
-        u = cv2.resize(u, (W, H), interpolation=cv2.INTER_LINEAR)
-        u *= 1.0 / scale
+    if motion.flip:
+        frame0, frame1 = _flipped(frame0, motion.flip), _flipped(frame1, motion.flip)
+    u_small, vis = flow_at(motion, t, config)
+    blend = _blend_weights(u_small, t, motion.scale, (W, H), vis)
+    u = _full_size_flow(u_small, motion.scale, (W, H))
     gx, gy = _grid(H, W)
     ux, uy = u[..., 0], u[..., 1]
     w0 = cv2.remap(frame0, cv2.scaleAdd(ux, -t, gx), cv2.scaleAdd(uy, -t, gy), interpolation,
                    borderMode=cv2.BORDER_REPLICATE)
     w1 = cv2.remap(frame1, cv2.scaleAdd(ux, 1.0 - t, gx), cv2.scaleAdd(uy, 1.0 - t, gy), interpolation,
                    borderMode=cv2.BORDER_REPLICATE)
-    if weights is None:
-        return cv2.addWeighted(w0, 1.0 - t, w1, t, 0.0)
-    a0, a1 = (cv2.resize(a, (W, H), interpolation=cv2.INTER_LINEAR) if a.shape != (H, W) else a
-              for a in weights)
-    return cv2.blendLinear(w0, w1, a0, a1)
+    a0, a1 = _full_size_weights(blend, t, (W, H))
+    if motion.flip:
+        w0, w1, a0, a1 = (_flipped(x, motion.flip) for x in (w0, w1, a0, a1))
+    return w0, w1, a0, a1
 
 
-def render(frame0: np.ndarray, frame1: np.ndarray, motion: PairMotion, t: float,
+def _fused(warps, config: FlowConfig) -> np.ndarray:
+    """One frame from each estimate's (warped 0, warped 1, weight 0, weight 1)."""
+    agreement = fusion.agreement_weights([(w0, w1) for w0, w1, _, _ in warps], config.ensemble_temperature)
+    estimates, weights = [], []
+    for (w0, w1, a0, a1), preference in zip(warps, agreement, strict=True):
+        estimates += [w0, w1]
+        weights += [a0 * preference, a1 * preference]
+    return fusion.fuse(estimates, weights, config.shrink, config.shrink_levels, config.shrink_window)
+
+
+def render(frame0: np.ndarray, frame1: np.ndarray, motions, t: float,
            config: FlowConfig = FlowConfig()) -> np.ndarray:
-    """The frame at time t (CPU, OpenCV)."""
+    """The frame at time t (CPU, OpenCV) from one motion estimate or a list of them."""
+    motions = [motions] if isinstance(motions, PairMotion) else motions
     H, W = frame0.shape[:2]
     interpolation = cv2.INTER_LANCZOS4 if H * W <= config.sharp_max_pixels else config.warp_interpolation
-    out, total = None, 0.0
-    for weight, u, blend in _hypotheses(motion, t, config, (W, H)):
-        frame = _render_cv(frame0, frame1, u, blend, t, motion.scale, interpolation)
-        total += weight
-        out = frame if out is None else cv2.addWeighted(out, 1.0 - weight / total, frame, weight / total, 0.0)
-    return out
+    return _fused([_warps_cv(frame0, frame1, m, t, config, interpolation) for m in motions], config)
 
 
-def _render_torch(frame0: np.ndarray, frame1: np.ndarray, motion: PairMotion, t: float, config: FlowConfig,
+def _render_torch(frame0: np.ndarray, frame1: np.ndarray, motions, t: float, config: FlowConfig,
                   device) -> np.ndarray:
-    """``render`` on a torch device (bicubic ``grid_sample``): the full-size warps and the blend,
-    which are most of the per-frame work at 1080p and above, run on the GPU."""
+    """``render`` with the full-size warps, which are most of the per-frame work at 1080p and
+    above, on a torch device (bicubic ``grid_sample``); the fusion runs on the CPU."""
     import torch
     import torch.nn.functional as F
 
+    motions = [motions] if isinstance(motions, PairMotion) else motions
     H, W = frame0.shape[:2]
+    warps = []
     with torch.no_grad():
         frames = torch.from_numpy(np.stack([frame0, frame1])).to(device).permute(0, 3, 1, 2).float()
         ys = torch.arange(H, device=device, dtype=torch.float32).view(1, H, 1)
         xs = torch.arange(W, device=device, dtype=torch.float32).view(1, 1, W)
-        out = torch.zeros((3, H, W), device=device)
-        for weight, u, blend in _hypotheses(motion, t, config, (W, H)):
-            uu = torch.from_numpy(np.ascontiguousarray(u)).to(device).permute(2, 0, 1)[None]   # 1×2×h×w
+        for motion in motions:
+            u_small, vis = flow_at(motion, t, config)
+            blend = _blend_weights(u_small, t, motion.scale, (W, H), vis)
+            if motion.flip:  # back to the frames' orientation
+                u_small = _flipped_flow(u_small, motion.flip)
+                blend = blend and [_flipped(a, motion.flip) for a in blend]
+            uu = torch.from_numpy(np.ascontiguousarray(u_small)).to(device).permute(2, 0, 1)[None]  # 1×2×h×w
             if motion.scale != 1.0:
                 uu = F.interpolate(uu, size=(H, W), mode="bilinear", align_corners=False) / motion.scale
             grids = []
@@ -533,17 +632,10 @@ def _render_torch(frame0: np.ndarray, frame1: np.ndarray, motion: PairMotion, t:
                 gy = (ys + k * uu[:, 1]) * (2.0 / max(H - 1, 1)) - 1.0
                 grids.append(torch.stack([gx, gy], dim=-1))
             warped = F.grid_sample(frames, torch.cat(grids), mode="bicubic", padding_mode="border",
-                                   align_corners=True).clamp_(0, 255)
-            if blend is None:
-                mixed = (1.0 - t) * warped[0] + t * warped[1]
-            else:
-                a = torch.from_numpy(np.stack(blend)).to(device)[:, None]
-                if a.shape[-2:] != (H, W):
-                    a = F.interpolate(a, size=(H, W), mode="bilinear", align_corners=False)
-                mixed = (a[0] * warped[0] + a[1] * warped[1]) / (a[0] + a[1])
-            out += weight * mixed
-        out = out.clamp_(0, 255).round_().to(torch.uint8).permute(1, 2, 0).contiguous()
-        return out.cpu().numpy()
+                                   align_corners=True).clamp_(0, 255).round_().to(torch.uint8)
+            w0, w1 = warped.permute(0, 2, 3, 1).contiguous().cpu().numpy()
+            warps.append((w0, w1, *_full_size_weights(blend, t, (W, H))))
+    return _fused(warps, config)
 
 
 # --------------------------------------------------------------------------------------
@@ -603,8 +695,8 @@ class FlowBackend:
     def device(self) -> str:
         return "cpu" if self._device is None else str(self._device)
 
-    def motion(self, frame0: np.ndarray, frame1: np.ndarray) -> PairMotion:
-        return estimate_motion(frame0, frame1, self.config)
+    def motion(self, frame0: np.ndarray, frame1: np.ndarray) -> list[PairMotion]:
+        return estimate_motions(frame0, frame1, self.config)
 
     def interpolate(self, frame0, frame1, ts: Sequence[float]) -> list[np.ndarray]:
         return list(self.interpolate_iter(frame0, frame1, ts))
@@ -627,7 +719,7 @@ class FlowBackend:
             for _ in ts:
                 yield a.copy()
             return
-        motion = estimate_motion(a, b, self.config)
+        motion = estimate_motions(a, b, self.config)
         for t in ts:
             if self._device is not None:
                 yield _render_torch(a, b, motion, t, self.config, self._device)
