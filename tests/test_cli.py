@@ -127,6 +127,17 @@ def test_interpolate_doubles_the_frame_rate(tmp_path, capsys):
     assert probe_video(tmp_path / "clip-20fps.mp4").fps == 20
 
 
+def test_interpolate_quality_best_is_recorded_with_the_result(tmp_path, capsys):
+    from pipelines.video_io import read_metadata
+
+    src = _moving_square_video(tmp_path / "clip.mp4")
+    out = tmp_path / "best.mp4"
+    assert app.main(["interpolate", str(src), "--factor", "2", "--quality", "best", "--out", str(out), "--quiet"]) == 0
+    settings = read_metadata(out)["interpolation"]
+    assert settings["quality"] == "best" and settings["motion_estimates"] == 2
+    assert probe_video(out).frame_count == 19
+
+
 def test_interpolate_bad_input_is_a_clear_error(tmp_path, capsys):
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"no video here")

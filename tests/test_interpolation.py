@@ -251,6 +251,15 @@ def test_fusion_keeps_agreement_and_shrinks_only_disagreement():
     assert abs(float(fused[:, 56:].mean()) - float(mean[:, 56:].mean())) < 1.0  # brightness kept
 
 
+def test_quality_names_choose_the_ensemble_and_unknown_names_are_refused():
+    assert FlowBackend(device="cpu").config.ensemble == ()
+    best = FlowBackend(device="cpu", quality="best")
+    assert best.config.ensemble and best.describe()["motion_estimates"] == 2
+    assert FlowBackend(device="cpu", quality="best", ensemble=()).config.ensemble == ()  # fields win
+    with pytest.raises(KinetographError, match="standard, best"):
+        FlowBackend(quality="ultra")
+
+
 def test_agreement_weights_prefer_the_estimate_whose_renderings_match():
     a = texture(32, 32, 1)
     b = np.roll(a, 3, axis=1)

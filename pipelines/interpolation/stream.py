@@ -301,6 +301,7 @@ def interpolate_video(src, dst=None, factor=None, target_fps=None, start_frame: 
     keep_audio = info.has_audio and not slowmo
     settings = {
         "backend": getattr(engine, "name", str(backend)),
+        **(engine.describe() if hasattr(engine, "describe") else {}),
         **plan.describe(),
         "start_frame": start,
         "end_frame": end,
