@@ -1,7 +1,19 @@
 """Kinetograph ComfyUI nodes: thin adapters over ``pipelines``.
 
-The node classes arrive with the ComfyUI issue; until then the pack loads and
-registers nothing, so ComfyUI starts cleanly with it installed.
+Registered (V1 API, category "Kinetograph"):
+
+* ``KinetographInterpolate`` ("Kinetograph: Interpolate Frames"): raise a frame batch's
+  frame rate (factor or target fps, optional slow motion) with the weight-free engine in
+  ``pipelines.interpolation``.
+
+Only relative imports: the pack is imported by ComfyUI under an arbitrary package name,
+and a top-level ``nodes`` module is ComfyUI's own.
 """
-NODE_CLASS_MAPPINGS: dict[str, type] = {}
-NODE_DISPLAY_NAME_MAPPINGS: dict[str, str] = {}
+from .interpolate import KinetographInterpolate
+
+NODE_CLASS_MAPPINGS: dict[str, type] = {
+    "KinetographInterpolate": KinetographInterpolate,
+}
+NODE_DISPLAY_NAME_MAPPINGS: dict[str, str] = {
+    "KinetographInterpolate": "Kinetograph: Interpolate Frames",
+}

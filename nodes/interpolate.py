@@ -1,0 +1,113 @@
+"""Kinetograph: Interpolate Frames: a thin ComfyUI adapter over ``pipelines.interpolation``.
+
+The engine does the work (timing plan, motion, scene cuts, repeated frames); this node turns
+an IMAGE batch into the engine's frame stream, writes the output frames into one tensor of
+the known output length, drives ComfyUI's progress bar and honours its interrupt.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..pipelines.errors import KinetographError
+from ..pipelines.interpolation import MAX_FACTOR, get_backend, interpolate_frames, make_plan
+from ..pipelines.progress import CancelToken
+from ..pipelines.video_io import MAX_FPS
+
+try:  # inside ComfyUI
+    import comfy.model_management as _comfy_mm
+    import comfy.utils as _comfy_utils
+except ImportError:  # standalone (tests, scripts): no progress bar, no interrupt
+    _comfy_mm = None
+    _comfy_utils = None
+
+__all__ = ["KinetographInterpolate"]
+
+MODES = ["factor", "target fps"]
+QUALITIES = ["standard", "best"]
+
+
+class _ComfyCancel(CancelToken):
+    """A CancelToken that also answers ComfyUI's Cancel button at every engine checkpoint
+    (raising ComfyUI's own InterruptProcessingException, so the run shows as interrupted)."""
+
+    def raise_if_cancelled(self) -> None:
+        if _comfy_mm is not None:
+            _comfy_mm.throw_exception_if_processing_interrupted()
+        super().raise_if_cancelled()
+
+
+class KinetographInterpolate:
+    """Raise the frame rate of a batch of frames (a video) with motion-compensated in-betweens."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "images": ("IMAGE", {"tooltip": "The video frames, in order (at least 2)."}),
+                "fps": ("FLOAT", {"default": 16.0, "min": 0.001, "max": float(MAX_FPS), "step": 0.001,
+                                  "tooltip": "Frame rate of the input frames (e.g. 16 for Wan, 24 for LTX, "
+                                             "23.976 for film)."}),
+                "mode": (MODES, {"default": "factor",
+                                 "tooltip": "factor: N times the frames. target fps: any output frame rate "
+                                            "(e.g. 23.976 -> 60)."}),
+                "factor": ("INT", {"default": 2, "min": 2, "max": MAX_FACTOR, "step": 1,
+                                   "tooltip": "Used when mode is 'factor': output frames per input frame "
+                                              "(2 doubles the frame rate)."}),
+                "target_fps": ("FLOAT", {"default": 60.0, "min": 0.001, "max": float(MAX_FPS), "step": 0.001,
+                                         "tooltip": "Used when mode is 'target fps': the output frame rate "
+                                                    f"(at most {MAX_FACTOR}x the input fps)."}),
+                "slowmo": ("BOOLEAN", {"default": False,
+                                       "tooltip": "Slow motion: keep the input fps and play the extra frames "
+                                                  "(the video gets longer) instead of raising the fps."}),
+                "quality": (QUALITIES, {"default": "standard",
+                                        "tooltip": "best: a second motion estimate, a little cleaner, "
+                                                   "1.5-1.9x slower."}),
+            }
+        }
+
+    RETURN_TYPES = ("IMAGE", "FLOAT")
+    RETURN_NAMES = ("images", "fps")
+    OUTPUT_TOOLTIPS = ("The interpolated frames (same size as the input).",
+                       "Frame rate of the output frames: connect it to the video saver.")
+    FUNCTION = "interpolate"
+    CATEGORY = "Kinetograph"
+    DESCRIPTION = ("Motion-compensated frame interpolation without model weights. Scene cuts are never "
+                   "blended; repeated frames (animation on twos) are smoothed over.")
+
+    def interpolate(self, images, fps, mode, factor, target_fps, slowmo, quality):
+        if not isinstance(images, torch.Tensor) or images.ndim != 4:
+            raise KinetographError("images must be an IMAGE batch (frames × height × width × channels); "
+                                   "connect the frames of a video.")
+        count, height, width = int(images.shape[0]), int(images.shape[1]), int(images.shape[2])
+        if count < 2:
+            raise KinetographError(
+                f"Interpolate Frames needs at least 2 frames, got {count}; connect a batch of video frames "
+                "(e.g. the decoded output of a video model or Load Video), not a single image."
+            )
+        if mode not in MODES:
+            raise KinetographError(f"mode must be one of {', '.join(MODES)}, got {mode!r}.")
+        by_factor = mode == "factor"
+        plan = make_plan(fps, factor=factor if by_factor else None,
+                         target_fps=None if by_factor else target_fps, slowmo=bool(slowmo))
+        backend = get_backend("flow", quality=quality)
+
+        total = plan.frames_out(count)
+        device = _comfy_mm.intermediate_device() if _comfy_mm is not None else torch.device("cpu")
+        out = torch.empty((total, height, width, 3), dtype=torch.float32, device=device)
+        bar = _comfy_utils.ProgressBar(total) if _comfy_utils is not None else None
+
+        def progress(stage: str, done: int, of: int) -> None:
+            if bar is not None:
+                bar.update_absolute(done, of or total)
+
+        written = 0
+        for frame in interpolate_frames(images, plan.src_fps, factor=plan.factor, target_fps=plan.target_fps,
+                                        slowmo=plan.slowmo, backend=backend, progress=progress,
+                                        cancel=_ComfyCancel()):
+            if written >= total:
+                raise RuntimeError(f"The interpolation engine made more than the {total} frames its plan predicts.")
+            out[written].copy_(torch.from_numpy(frame)).div_(255.0)
+            written += 1
+        if written < total:
+            out = out[:written]
+        return (out, float(plan.out_fps))

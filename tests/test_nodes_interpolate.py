@@ -1,0 +1,182 @@
+"""The "Kinetograph: Interpolate Frames" ComfyUI node, loaded the way ComfyUI loads the pack
+(the repository root as a package under an arbitrary name; see test_pack.py)."""
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+PACK = "kinetograph_node_pack"
+KNOWN_TYPES = {"IMAGE", "MASK", "LATENT", "INT", "FLOAT", "STRING", "BOOLEAN", "VIDEO", "AUDIO"}
+
+
+@pytest.fixture(scope="module")
+def pack():
+    saved_nodes = sys.modules.pop("nodes", None)
+    spec = importlib.util.spec_from_file_location(PACK, ROOT / "__init__.py", submodule_search_locations=[str(ROOT)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[PACK] = module
+    try:
+        spec.loader.exec_module(module)
+        assert "nodes" not in sys.modules  # ComfyUI's own top-level `nodes` stays free
+        yield module
+    finally:
+        for name in [n for n in sys.modules if n == PACK or n.startswith(PACK + ".")]:
+            del sys.modules[name]
+        if saved_nodes is not None:
+            sys.modules["nodes"] = saved_nodes
+
+
+@pytest.fixture(scope="module")
+def node_cls(pack):
+    return pack.NODE_CLASS_MAPPINGS["KinetographInterpolate"]
+
+
+@pytest.fixture(scope="module")
+def error_type(pack):
+    return sys.modules[PACK + ".pipelines.errors"].KinetographError
+
+
+def moving_square(count: int = 6, h: int = 48, w: int = 64, speed: int = 3) -> torch.Tensor:
+    """A textured square moving ``speed`` px per frame over a textured background, IMAGE batch."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:h, 0:w]
+    background = np.stack([xx * 3, yy * 4, (xx + yy) * 2], axis=-1).astype(np.float32) % 256
+    patch = (rng.random((16, 16, 3)) * 200 + 40).astype(np.float32)
+    frames = []
+    for i in range(count):
+        frame = background.copy()
+        x0 = 6 + speed * i
+        frame[16:32, x0:x0 + 16] = patch
+        frames.append(frame / 255.0)
+    return torch.from_numpy(np.stack(frames)).to(torch.float32)
+
+
+def run(node_cls, images, **kwargs):
+    args = {"fps": 16.0, "mode": "factor", "factor": 2, "target_fps": 60.0, "slowmo": False, "quality": "standard"}
+    args.update(kwargs)
+    node = node_cls()
+    return getattr(node, node_cls.FUNCTION)(images, **args)
+
+
+def test_registered(pack, node_cls):
+    assert pack.NODE_CLASS_MAPPINGS == {"KinetographInterpolate": node_cls}
+    assert pack.NODE_DISPLAY_NAME_MAPPINGS["KinetographInterpolate"] == "Kinetograph: Interpolate Frames"
+    assert node_cls.CATEGORY == "Kinetograph"
+
+
+def test_input_and_return_types_are_well_formed(pack, node_cls):
+    max_factor = sys.modules[PACK + ".pipelines.interpolation"].MAX_FACTOR
+    spec = node_cls.INPUT_TYPES()
+    assert set(spec) == {"required"}
+    required = spec["required"]
+    assert list(required) == ["images", "fps", "mode", "factor", "target_fps", "slowmo", "quality"]
+    for name, (kind, options) in required.items():
+        assert options.get("tooltip"), name
+        if isinstance(kind, list):  # COMBO
+            assert kind and all(isinstance(v, str) for v in kind)
+            assert options["default"] in kind
+            continue
+        assert kind in KNOWN_TYPES, name
+        if kind in ("INT", "FLOAT"):
+            assert options["min"] <= options["default"] <= options["max"], name
+            assert isinstance(options["default"], int if kind == "INT" else float), name
+        if kind == "BOOLEAN":
+            assert isinstance(options["default"], bool)
+    assert required["mode"][0] == ["factor", "target fps"]
+    assert required["quality"][0] == ["standard", "best"]
+    assert (required["factor"][1]["min"], required["factor"][1]["max"]) == (2, max_factor)
+    assert required["fps"][1]["default"] == 16.0 and required["target_fps"][1]["default"] == 60.0
+    assert required["slowmo"][1]["default"] is False
+    assert isinstance(node_cls.RETURN_TYPES, tuple) and node_cls.RETURN_TYPES == ("IMAGE", "FLOAT")
+    assert len(node_cls.RETURN_NAMES) == len(node_cls.OUTPUT_TOOLTIPS) == 2
+    assert callable(getattr(node_cls(), node_cls.FUNCTION))
+
+
+def test_factor_two_doubles_frames_and_fps(node_cls):
+    images = moving_square()
+    out, fps = run(node_cls, images, fps=16.0, factor=2)
+    assert out.shape == (11, 48, 64, 3)
+    assert out.dtype == torch.float32
+    assert fps == 32.0
+    assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
+    assert torch.allclose(out[0], images[0], atol=1 / 255)
+    assert torch.allclose(out[-1], images[-1], atol=1 / 255)
+    assert torch.allclose(out[2], images[1], atol=1 / 255)  # input frames land on even outputs
+    # an in-between is not a copy of either neighbour: the square moved half way
+    assert not torch.allclose(out[1], images[0], atol=2 / 255)
+    assert not torch.allclose(out[1], images[1], atol=2 / 255)
+
+
+def test_target_fps_gives_the_planned_frame_count(pack, node_cls):
+    make_plan = sys.modules[PACK + ".pipelines.interpolation"].make_plan
+    out, fps = run(node_cls, moving_square(), fps=10.0, mode="target fps", target_fps=25.0)
+    assert fps == 25.0
+    assert out.shape[0] == make_plan(10.0, target_fps=25.0).frames_out(6) == 13
+
+
+def test_slowmo_keeps_fps_and_multiplies_frames(node_cls):
+    out, fps = run(node_cls, moving_square(), fps=10.0, factor=3, slowmo=True)
+    assert fps == 10.0
+    assert out.shape[0] == 16  # 5 gaps x 3 + 1
+
+
+def test_quality_best_runs(node_cls):
+    out, fps = run(node_cls, moving_square(count=3), quality="best")
+    assert out.shape == (5, 48, 64, 3) and fps == 32.0
+
+
+def test_progress_and_interrupt_inside_comfyui(monkeypatch, pack, node_cls):
+    module = sys.modules[PACK + ".nodes.interpolate"]
+    updates = []
+
+    class Bar:
+        def __init__(self, total):
+            self.total = total
+
+        def update_absolute(self, value, total=None):
+            updates.append((value, total))
+
+    class Interrupted(Exception):
+        pass
+
+    checks = {"n": 0}
+
+    def throw_if_interrupted():
+        checks["n"] += 1
+        if interrupt["on"]:
+            raise Interrupted
+
+    interrupt = {"on": False}
+    monkeypatch.setattr(module, "_comfy_utils", SimpleNamespace(ProgressBar=Bar))
+    monkeypatch.setattr(module, "_comfy_mm", SimpleNamespace(
+        intermediate_device=lambda: torch.device("cpu"),
+        throw_exception_if_processing_interrupted=throw_if_interrupted))
+    out, _ = run(node_cls, moving_square(count=3))
+    assert updates[-1] == (5, 5) and len(updates) == 5
+    assert checks["n"] > 0
+    interrupt["on"] = True
+    with pytest.raises(Interrupted):
+        run(node_cls, moving_square(count=3))
+
+
+def test_one_frame_is_refused_with_advice(node_cls, error_type):
+    with pytest.raises(error_type, match="at least 2 frames.*connect a batch"):
+        run(node_cls, moving_square(count=1))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"fps": 0.0}, "source fps must be between 0 and"),
+    ({"fps": 10.0, "mode": "target fps", "target_fps": 500.0}, "choose at most 160 fps"),
+    ({"fps": 30.0, "mode": "target fps", "target_fps": 24.0, "slowmo": True}, "raise target_fps or turn slow motion off"),
+    ({"mode": "speed"}, "mode must be one of factor, target fps"),
+])
+def test_bad_settings_are_refused_with_advice(node_cls, error_type, kwargs, message):
+    with pytest.raises(error_type, match=message):
+        run(node_cls, moving_square(count=2), **kwargs)
