@@ -184,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     interp.add_argument("--start", type=int, default=0, help="first input frame")
     interp.add_argument("--end", type=int, default=None, help="input frame to stop before")
     interp.add_argument("--quality", choices=("standard", "best"), default="standard",
-                        help="best: a second motion estimate, sharper where motion is hard, 1.5-1.9x slower")
+                        help="best: a second motion estimate, sharper where motion is hard, about 2x slower")
     interp.add_argument("--out", help="output .mp4 (default: next to the input)")
     interp.add_argument("--quiet", action="store_true")
     interp.set_defaults(func=cmd_interpolate)

@@ -41,18 +41,31 @@ SPEED_RATIO_MAX = 0.33
 MEMORY_RATIO_MAX = 1.1
 
 
-def load():
+def load(quality: str = "standard"):
     """vfi_bench plug-in factory (``py:bench/interpolation.py:load()``): Kinetograph's
-    ``interpolate_pair``, warmed up once."""
+    ``interpolate_pair`` (or the flow backend at another quality), warmed up once."""
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     import numpy as np
 
-    from pipelines.interpolation import interpolate_pair
+    from pipelines.interpolation import FlowBackend, interpolate_pair
+
+    if quality == "standard":
+        interpolate = interpolate_pair
+    else:
+        backend = FlowBackend(quality=quality)
+
+        def interpolate(frame0, frame1, t):
+            return backend.interpolate(frame0, frame1, [t])[0]
 
     frame = np.zeros((64, 64, 3), np.uint8)
-    interpolate_pair(frame, frame, 0.5)
-    return interpolate_pair
+    interpolate(frame, frame, 0.5)
+    return interpolate
+
+
+def load_best():
+    """``load`` at quality "best" (vfi_bench factories take no arguments)."""
+    return load("best")
 
 
 # --------------------------------------------------------------------------------------
@@ -70,12 +83,13 @@ def _harness():
     return module
 
 
-def run_quality(clips, n_triplets: int, skips: str, threads: int, minterpolate: bool, log):
+def run_quality(clips, n_triplets: int, skips: str, threads: int, minterpolate: bool, log, quality: str = "standard"):
     vb = _harness()
     import cv2
 
     cv2.setNumThreads(threads)
-    methods = [vb.make_method(f"py:{Path(__file__).resolve()}:load()")]
+    factory = "load()" if quality == "standard" else f"load_{quality}()"
+    methods = [vb.make_method(f"py:{Path(__file__).resolve()}:{factory}")]
     methods[0].name = "kinetograph"
     if minterpolate:
         mi = vb.make_method("minterpolate")
@@ -248,6 +262,8 @@ def main(argv=None) -> int:
     ap.add_argument("--skips", default="1,2")
     ap.add_argument("--threads", type=int, default=2, help="OpenCV threads (the targets are for 2 cores)")
     ap.add_argument("--no-minterpolate", action="store_true", help="score Kinetograph alone (no ratios)")
+    ap.add_argument("--quality", choices=("standard", "best"), default="standard",
+                    help="the flow backend's quality setting (results of 'best' go to interpolation-<date>-best.*)")
     ap.add_argument("--no-memory", action="store_true")
     ap.add_argument("--memory-frames", type=int, default=48, help="length of the short memory-check video")
     ap.add_argument("--memory-only", action="store_true", help="run only the memory check")
@@ -270,14 +286,15 @@ def main(argv=None) -> int:
 
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = out_dir / f"interpolation-{_dt.date.today().isoformat()}"
+    stem = out_dir / f"interpolation-{_dt.date.today().isoformat()}{'' if args.quality == 'standard' else '-' + args.quality}"
     if args.memory_only and stem.with_suffix(".json").exists():
         payload = json.loads(stem.with_suffix(".json").read_text(encoding="utf-8"))
         payload["memory_command"] = command
     elif args.memory_only:
         payload = {"command": command, "env": {}, "summary": {"settings": {}, "speed": {}}, "results": []}
     else:
-        env, results = run_quality(clips, args.n_triplets, args.skips, args.threads, not args.no_minterpolate, log)
+        env, results = run_quality(clips, args.n_triplets, args.skips, args.threads, not args.no_minterpolate, log,
+                                   args.quality)
         env["machine"] = platform.machine()
         payload = {"command": command, "env": env, "summary": summarise(results), "memory": None, "results": results}
     if not args.no_memory:

@@ -61,7 +61,7 @@ class KinetographInterpolate:
                                                   "(the video gets longer) instead of raising the fps."}),
                 "quality": (QUALITIES, {"default": "standard",
                                         "tooltip": "best: a second motion estimate, a little cleaner, "
-                                                   "1.5-1.9x slower."}),
+                                                   "about 2x slower."}),
             }
         }
 

@@ -60,7 +60,7 @@ thing against the line it builds on; ms are CPU ms per 720p frame, 2 threads.
 | fusion: Laplacian shrinkage where the warped frames disagree (2026-11-21, second session) | +0.17 | +0.20 | fusion.py; 720p +45 ms |
 | (before fusion) the zero flow as an extra rendering, weighted by its matching cost | +0.09 | -0.01 | the gain is fast objects made half transparent (both ends match the background): not kept |
 | + the t-flow refined by DIS between the two warped frames | +0.01 | -0.03 | |
-| + ensemble: a second estimate, DIS MEDIUM on flipped frames at 512 px seeded from the main flow | +0.14 | +0.17 | 1.7x the time: option `ensemble=((512, "v"),)`, off |
+| + ensemble: a second estimate, DIS MEDIUM on flipped frames at 512 px seeded from the main flow | +0.14 | +0.16 | about 2x the time: quality "best" |
 | + a third estimate (h-flip at 800 px) | +0.04 | +0.03 | 2.5x the time |
 | (before fusion) flow on frames upscaled 2x, 4 clips under 0.5 MP | -0.33 | -0.11 | |
 
@@ -673,7 +673,7 @@ def _crossfade(frame0: np.ndarray, frame1: np.ndarray, t: float) -> np.ndarray:
 
 
 # Named settings for the front doors. "best" adds a second motion estimate to the fusion:
-# +0.13 / +0.16 dB on the benchmark footage for 1.5x (720p) to 1.9x (1080p) the time per frame.
+# +0.14 / +0.16 dB on the benchmark footage for about 2x the time per frame (bench/interpolation.py --quality best).
 QUALITY_SETTINGS = {
     "standard": {},
     "best": {"ensemble": ((512, "v"),)},
