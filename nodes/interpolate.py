@@ -10,6 +10,7 @@ import torch
 
 from ..pipelines.errors import KinetographError
 from ..pipelines.interpolation import MAX_FACTOR, get_backend, interpolate_frames, make_plan
+from ..pipelines.interpolation.flow import QUALITY_SETTINGS
 from ..pipelines.progress import CancelToken
 from ..pipelines.video_io import MAX_FPS
 
@@ -23,7 +24,7 @@ except ImportError:  # standalone (tests, scripts): no progress bar, no interrup
 __all__ = ["KinetographInterpolate"]
 
 MODES = ["factor", "target fps"]
-QUALITIES = ["standard", "best"]
+QUALITIES = list(QUALITY_SETTINGS)
 
 
 class _ComfyCancel(CancelToken):

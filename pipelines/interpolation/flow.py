@@ -369,16 +369,20 @@ class PairMotion:
     flip: str = ""           # "v" / "h": estimated on flipped frames (an ensemble member)
 
 
+def _downscaled_pair(frame0: np.ndarray, frame1: np.ndarray, side: int):
+    """(scale, frame0, frame1) with the longer side at most ``side`` (INTER_AREA)."""
+    H, W = frame0.shape[:2]
+    scale = min(1.0, side / max(H, W))
+    if scale == 1.0:
+        return scale, frame0, frame1
+    size = (max(1, round(W * scale)), max(1, round(H * scale)))
+    return (scale, cv2.resize(frame0, size, interpolation=cv2.INTER_AREA),
+            cv2.resize(frame1, size, interpolation=cv2.INTER_AREA))
+
+
 def estimate_motion(frame0: np.ndarray, frame1: np.ndarray, config: FlowConfig = FlowConfig()) -> PairMotion:
     """Bidirectional motion between two RGB uint8 frames of one size (see the module doc)."""
-    H, W = frame0.shape[:2]
-    scale = min(1.0, config.flow_max_side / max(H, W))
-    if scale < 1.0:
-        size = (max(1, round(W * scale)), max(1, round(H * scale)))
-        c0 = cv2.resize(frame0, size, interpolation=cv2.INTER_AREA)
-        c1 = cv2.resize(frame1, size, interpolation=cv2.INTER_AREA)
-    else:
-        c0, c1 = frame0, frame1
+    scale, c0, c1 = _downscaled_pair(frame0, frame1, config.flow_max_side)
     h, w = c0.shape[:2]
     # OpenCV's DIS crashes on thin images (e.g. 16×256 with the FAST preset): pad to a safe shape
     pad_h, pad_w = max(0, 32 - h, -(-w // 4) - h), max(0, 32 - w, -(-h // 4) - w)
@@ -448,16 +452,10 @@ def _member_motion(frame0: np.ndarray, frame1: np.ndarray, main: PairMotion, sid
     found there). It samples DIS's patch grid and pyramid differently, so its errors are partly
     independent of the main estimate's; ``fusion`` averages them out. None where the frames are
     too small or thin for DIS at that size."""
-    H, W = frame0.shape[:2]
-    scale = min(1.0, side / max(H, W))
-    w, h = max(1, round(W * scale)), max(1, round(H * scale))
+    scale, c0, c1 = _downscaled_pair(frame0, frame1, side)
+    h, w = c0.shape[:2]
     if min(h, w) < 32 or max(h, w) > 4 * min(h, w):
         return None
-    if scale < 1.0:
-        c0 = cv2.resize(frame0, (w, h), interpolation=cv2.INTER_AREA)
-        c1 = cv2.resize(frame1, (w, h), interpolation=cv2.INTER_AREA)
-    else:
-        c0, c1 = frame0, frame1
     g0 = _flipped(cv2.cvtColor(c0, cv2.COLOR_RGB2GRAY), flip)
     g1 = _flipped(cv2.cvtColor(c1, cv2.COLOR_RGB2GRAY), flip)
     ratio = scale / main.scale

@@ -218,6 +218,8 @@ _CLIP_L_ARCH = TextEncoderArch(hidden_size=768, num_layers=12, ffn_dim=3072, num
 _WAN_VAE = VaeArch(spatial_ratio=8, temporal_ratio=4, latent_channels=16, decode="framewise",
                    bytes_per_unit=10_130, tile=(256, 256), tiled_output_factor=1.4,
                    decode_flops_per_voxel=1.6e6)
+# the LTX-Video 0.9.5+ VAE (bf16), shared by the 2B and 13B checkpoints
+_LTX_VAE_095 = ComponentSize("vae", "vae", 1_246_913_522, "bfloat16", 0, 0, 113_250_304)
 # LTX VAE decode (0.9.0 and 0.9.5/0.9.7 decoders alike): 100 bytes per output voxel untiled
 # (4.44 GiB for 121x512x768); tiled + framewise decoding: 0.90 GiB.
 _LTX_VAE = VaeArch(spatial_ratio=32, temporal_ratio=8, latent_channels=128, decode="volume",
@@ -282,13 +284,13 @@ SIZE_PROFILES: dict[str, ModelSizes] = {
                    {"transformer": ComponentSize("transformer", "denoiser", 1_923_385_472, "bfloat16", 28,
                                                  67_155_968, 25_178_112, _LTX_BLOCK_2B),
                     "text_encoder": _t5_xxl(),
-                    "vae": ComponentSize("vae", "vae", 1_246_913_522, "bfloat16", 0, 0, 113_250_304)},
+                    "vae": _LTX_VAE_095},
                    _ltx(28, 32, 64), _LTX_VAE, _T5_LTX_ARCH, source="profile"),
         ModelSizes("ltx-video-0.9.7-13b",
                    {"transformer": ComponentSize("transformer", "denoiser", 13_042_569_344, "bfloat16", 48,
                                                  268_529_664, 100_687_872, _LTX_BLOCK_13B),
                     "text_encoder": _t5_xxl(),
-                    "vae": ComponentSize("vae", "vae", 1_246_913_522, "bfloat16", 0, 0, 113_250_304)},
+                    "vae": _LTX_VAE_095},
                    _ltx(48, 32, 128), _LTX_VAE, _T5_LTX_ARCH, source="profile"),
         ModelSizes("animatediff-sd15",
                    {"unet": ComponentSize("unet", "denoiser", 1_312_730_244, "float16", 8, 366_545_920, 29_492_480,
