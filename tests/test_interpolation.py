@@ -14,6 +14,7 @@ import pytest
 from pipelines.errors import JobCancelled, KinetographError
 from pipelines.interpolation import (
     FlowBackend,
+    StreamInterpolator,
     available_backends,
     fusion,
     get_backend,
@@ -24,7 +25,14 @@ from pipelines.interpolation import (
     register_backend,
 )
 from pipelines.interpolation import backends as backends_module
-from pipelines.interpolation.flow import FlowConfig, _render_torch, estimate_motion, estimate_motions, render
+from pipelines.interpolation.flow import (
+    FlowConfig,
+    _render_torch,
+    estimate_motion,
+    estimate_motions,
+    render,
+    with_acceleration,
+)
 from pipelines.progress import CancelToken
 from pipelines.video_io import VideoWriter, probe_video, read_frames, read_metadata
 
@@ -93,6 +101,22 @@ def test_textured_square_matches_the_analytic_midframe(dx, dy):
     fade = cv2.addWeighted(f0, 0.5, f1, 0.5, 0)
     assert psnr(out, expected) > psnr(fade, expected) + 6
     assert psnr(out, expected) > 27.5
+
+
+def test_neighbouring_frames_bend_the_motion_of_a_braking_square():
+    """x(τ) = 60 + 20τ - 8τ² at τ = -1, 0, 1, 2: at τ = 0.5 the square is at 68, not halfway (66).
+    With the frames before and after the pair the interpolator draws it there."""
+    positions = {-1: 32, 0: 60, 1: 72, 2: 68}
+    frames = {tau: square_scene(x, 40) for tau, x in positions.items()}
+    truth, halfway = square_scene(68, 40), square_scene(66, 40)
+    backend = FlowBackend(device="cpu")
+    pair_only = backend.interpolate(frames[0], frames[1], [0.5])[0]
+    bent = list(backend.interpolate_iter(frames[0], frames[1], [0.5], previous=frames[-1], following=frames[2]))[0]
+    assert psnr(bent, truth) > psnr(pair_only, truth) + 3
+    assert psnr(bent, truth) > psnr(bent, halfway) + 1.5
+    # the stream hands each pair its neighbours: the same picture
+    out = list(interpolate_frames([frames[tau] for tau in (-1, 0, 1, 2)], 24, factor=2))
+    assert len(out) == 7 and np.array_equal(out[3], bent)
 
 
 def test_quarter_and_three_quarter_positions_share_one_motion_estimate():
@@ -191,6 +215,20 @@ def test_torch_render_path_matches_the_opencv_path():
     diff = np.abs(a.astype(int) - b)
     assert b.dtype == np.uint8 and b.shape == a.shape
     assert diff.mean() < 0.5 and np.percentile(diff, 99.9) <= 8
+
+
+def test_torch_render_path_matches_the_opencv_path_with_acceleration():
+    torch = pytest.importorskip("torch")
+    frames = [square_scene(x, 40) for x in (32, 60, 72, 68)]
+    motion = with_acceleration(estimate_motion(frames[1], frames[2]), estimate_motion(frames[0], frames[1]),
+                               estimate_motion(frames[2], frames[3]))
+    assert motion.accel0 is not None and motion.accel1 is not None
+    config = FlowBackend(device="cpu", sharp_max_pixels=0).config
+    a = render(frames[1], frames[2], motion, 0.5, config)
+    b = _render_torch(frames[1], frames[2], motion, 0.5, config, torch.device("cpu"))
+    diff = np.abs(a.astype(int) - b)
+    assert diff.mean() < 0.5 and np.percentile(diff, 99.9) <= 8
+    assert not np.array_equal(a, render(frames[1], frames[2], estimate_motion(frames[1], frames[2]), 0.5, config))
 
 
 def test_torch_render_path_matches_the_opencv_path_with_an_ensemble():
@@ -367,7 +405,6 @@ def test_scene_cut_is_never_blended():
 
 
 def test_scene_cut_indices_are_reported():
-    from pipelines.interpolation import StreamInterpolator
 
     a, b = two_shots(5, 3)
     engine = StreamInterpolator(make_plan(24, factor=2), get_backend("flow"))
@@ -378,7 +415,6 @@ def test_scene_cut_indices_are_reported():
 def test_duplicated_frames_are_bridged_by_motion():
     """Animation on twos: A A B B C. The repeats carry no new picture; the motion from A to B
     is spread over the gap, so position 1 becomes a real in-between."""
-    from pipelines.interpolation import StreamInterpolator
 
     f0, f1, f2 = square_scene(40, 40), square_scene(48, 40), square_scene(56, 40)
     frames = [f0, f0.copy(), f1, f1.copy(), f2]
@@ -392,6 +428,68 @@ def test_duplicated_frames_are_bridged_by_motion():
     # without de-duplication the repeat is passed through as it is
     plain = list(interpolate_frames(frames, 24, factor=2, dedup=False))
     assert np.array_equal(plain[2], f0) and np.array_equal(plain[1], f0)
+
+
+class _ContextRecorder:
+    """A backend that takes context and records what it was given (and cross-fades)."""
+
+    name = "recorder"
+    accepts_context = True
+
+    def __init__(self):
+        self.calls = []
+
+    def interpolate(self, frame0, frame1, ts):
+        return [cv2.addWeighted(frame0, 1 - t, frame1, t, 0) for t in ts]
+
+    def interpolate_iter(self, frame0, frame1, ts, **context):
+        self.calls.append((frame0, frame1, context))
+        yield from self.interpolate(frame0, frame1, ts)
+
+
+def test_stream_gives_each_pair_its_neighbours_within_the_shot_only():
+    shot_a, shot_b = two_shots(4, 3)
+    frames = shot_a + shot_b                           # a cut between frames 3 and 4
+    recorder = _ContextRecorder()
+    engine = StreamInterpolator(make_plan(24, factor=2), recorder)
+    out = list(engine.run(frames))
+    assert len(out) == 13 and engine.scene_cuts == [4]
+    calls = [(next(i for i, f in enumerate(frames) if f is a), context) for a, _, context in recorder.calls]
+    starts = [start for start, _ in calls]
+    assert starts == [0, 1, 2, 4, 5]                   # the pair across the cut is not interpolated
+    contexts = dict(calls)
+    assert "previous" not in contexts[0] and contexts[0]["following"] is frames[2]
+    assert contexts[1]["previous"] is frames[0] and contexts[1]["following"] is frames[3]
+    assert contexts[2]["previous"] is frames[1] and "following" not in contexts[2]   # next pair is the cut
+    assert "previous" not in contexts[4] and contexts[4]["following"] is frames[6]   # first pair of shot 2
+    assert contexts[5]["previous"] is frames[4] and "following" not in contexts[5]   # last pair of the video
+    assert all(c.get("span_before", 1.0) == 1.0 and c.get("span_after", 1.0) == 1.0 for c in contexts.values())
+
+
+def test_stream_with_context_estimates_each_pairs_motion_once(monkeypatch):
+    from pipelines.interpolation import flow
+
+    pairs = []
+    real = flow.estimate_motions
+
+    def counting(frame0, frame1, config):
+        pairs.append((frame0, frame1))
+        return real(frame0, frame1, config)
+
+    monkeypatch.setattr(flow, "estimate_motions", counting)
+    frames = moving_frames(6, step=3)
+    out = list(interpolate_frames(frames, 24, factor=3, backend=FlowBackend(device="cpu")))
+    assert len(out) == 16
+    assert len(pairs) == 5   # 5 pairs, each estimated once although each also serves its neighbours
+
+
+def test_stream_context_spans_count_bridged_duplicates():
+    f = moving_frames(4, step=3)
+    frames = [f[0], f[1], f[1], f[2], f[3]]            # frame 2 repeats frame 1: the pair (1, 3) spans 2
+    recorder = _ContextRecorder()
+    list(StreamInterpolator(make_plan(24, factor=2), recorder).run(frames))
+    spans = [(context.get("span_before"), context.get("span_after")) for _, _, context in recorder.calls]
+    assert spans == [(None, 2.0), (0.5, 0.5), (2.0, None)]
 
 
 def test_stream_is_lazy_and_memory_stays_flat_over_length():
@@ -415,7 +513,7 @@ def test_stream_is_lazy_and_memory_stays_flat_over_length():
         finally:
             tracemalloc.stop()
         assert count == 2 * n - 1
-        assert first_output_after <= 2               # output starts after the first pair
+        assert first_output_after <= 3               # output starts after the first pair + one frame of context
         return peak
 
     def moving_frames_lazy(n: int):

@@ -10,6 +10,9 @@ is estimated once per pair) and hands every output frame on as soon as it exists
   repeats of a frame are treated as missing, and the motion to the next distinct frame is
   spread over the gap, so 12-drawings-per-second footage becomes smooth instead of
   stuttering. Longer runs are a held shot and stay still.
+* Context: each pair is rendered once the next distinct frame has arrived, and a backend
+  that ``accepts_context`` gets the frames before and after the pair (within the shot), so
+  motion can follow a curve through four frames instead of a straight line between two.
 """
 from __future__ import annotations
 
@@ -104,6 +107,18 @@ class ShotDetector:
 # --------------------------------------------------------------------------------------
 
 
+@dataclass(eq=False)
+class _Span:
+    """Two consecutive distinct input frames (``a`` at position ``ia``, ``b`` at ``ib``)."""
+
+    a: np.ndarray
+    ia: int
+    b: np.ndarray
+    ib: int
+    cut: bool                       # a scene cut lies between them: never blended
+    previous: _Span | None = None   # the span before, when in the same shot
+
+
 class StreamInterpolator:
     """Turns a stream of input frames into the output frames of ``plan``.
 
@@ -127,6 +142,9 @@ class StreamInterpolator:
         anchor = anchor_thumb = None
         anchor_index = 0
         run = 0  # repeats of the anchor seen since it
+        # A span (pair of distinct frames) is rendered once the frame after it is known, so
+        # that a backend that takes context sees both neighbours of the pair.
+        pending: _Span | None = None
         for index, raw in enumerate(frames):
             if cancel is not None:
                 cancel.raise_if_cancelled()
@@ -150,12 +168,19 @@ class StreamInterpolator:
                 continue
             if kind == "cut":
                 self.scene_cuts.append(index)
-            yield from self._span(anchor, anchor_index, frame, index, kind == "cut", cancel, on_frame)
+            span = _Span(anchor, anchor_index, frame, index, kind == "cut")
+            if pending is not None:
+                yield from self._span(pending, cancel, on_frame, following=span)
+                pending.previous = None  # keep one span back, not the whole chain
+            span.previous = None if pending is None or pending.cut or span.cut else pending
+            pending = span
             anchor, anchor_thumb, anchor_index, run = frame, thumb, index, 0
         if anchor is None:
             raise KinetographError("The video has no frames; choose a video (or frame range) with at least 2 frames.")
         if self.frames_in < 2:
             raise KinetographError("Interpolation needs at least 2 frames; the input has 1.")
+        if pending is not None:
+            yield from self._span(pending, cancel, on_frame, following=None)
         # the anchor and its trailing repeats: positions anchor_index .. last input frame
         last = anchor_index + run
         for sample in self.plan.samples_between(anchor_index, last + 1):
@@ -165,17 +190,18 @@ class StreamInterpolator:
                 cancel.raise_if_cancelled()
             yield self._emit(anchor.copy(), on_frame)
 
-    def _span(self, a: np.ndarray, ia: int, b: np.ndarray, ib: int, cut: bool,
-              cancel: CancelToken | None, on_frame) -> Iterator[np.ndarray]:
-        """Output samples with position in [ia, ib): between anchor ``a`` (at ia) and ``b`` (at ib)."""
+    def _span(self, span: _Span, cancel: CancelToken | None, on_frame,
+              following: _Span | None) -> Iterator[np.ndarray]:
+        """Output samples with position in [span.ia, span.ib): between its two frames."""
+        a, b, ia, ib = span.a, span.b, span.ia, span.ib
         samples = self.plan.samples_between(ia, ib)
-        span = ib - ia
+        length = ib - ia
         pending: list[float] = []
         for sample in samples:
-            u = float((sample.position - ia) / span)
+            u = float((sample.position - ia) / length)
             if u == 0.0:
                 yield self._emit(a.copy(), on_frame)
-            elif cut:
+            elif span.cut:
                 yield self._emit((a if u <= 0.5 else b).copy(), on_frame)
             else:
                 pending.append(u)
@@ -185,7 +211,14 @@ class StreamInterpolator:
             cancel.raise_if_cancelled()
         stream = getattr(self.backend, "interpolate_iter", None)
         if stream is not None:
-            for out in stream(a, b, pending):
+            context = {}
+            if getattr(self.backend, "accepts_context", False):
+                # neighbours within the same shot only: motion does not continue across a cut
+                if span.previous is not None:
+                    context.update(previous=span.previous.a, span_before=(ia - span.previous.ia) / length)
+                if following is not None and not following.cut:
+                    context.update(following=following.b, span_after=(following.ib - ib) / length)
+            for out in stream(a, b, pending, **context):
                 if cancel is not None:
                     cancel.raise_if_cancelled()
                 yield self._emit(out, on_frame)
