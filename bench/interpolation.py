@@ -255,11 +255,20 @@ def write_markdown(path: Path, command: str, env: dict, results, summary: dict, 
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_clip_arguments(ap: argparse.ArgumentParser) -> None:
+    """The footage options shared by the interpolation benchmarks."""
     ap.add_argument("clips", nargs="*", help=f"videos (default: every video in {FOOTAGE})")
     ap.add_argument("-n", "--n-triplets", type=int, default=10)
     ap.add_argument("--skips", default="1,2")
+
+
+def chosen_clips(args) -> list[Path]:
+    return [Path(c) for c in args.clips] or sorted(p for p in FOOTAGE.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_clip_arguments(ap)
     ap.add_argument("--threads", type=int, default=2, help="OpenCV threads (the targets are for 2 cores)")
     ap.add_argument("--no-minterpolate", action="store_true", help="score Kinetograph alone (no ratios)")
     ap.add_argument("--quality", choices=("standard", "best"), default="standard",
@@ -277,7 +286,7 @@ def main(argv=None) -> int:
     if not HARNESS.exists():
         print(f"The benchmark harness {HARNESS} is missing (it lives in the shared folder).", file=sys.stderr)
         return 2
-    clips = [Path(c) for c in args.clips] or sorted(p for p in FOOTAGE.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+    clips = chosen_clips(args)
     command = " ".join(shlex.quote(a) for a in [os.path.relpath(sys.executable, ROOT), "bench/interpolation.py",
                                                  *(argv if argv is not None else sys.argv[1:])])
 

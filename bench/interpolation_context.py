@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from interpolation import FOOTAGE, HARNESS, VIDEO_SUFFIXES, _harness  # noqa: E402
+from interpolation import HARNESS, _harness, add_clip_arguments, chosen_clips  # noqa: E402
 
 METHODS = ("kinetograph pair", "kinetograph context", "minterpolate pair", "minterpolate context")
 
@@ -125,15 +125,13 @@ def write_markdown(path: Path, command: str, rows, summary) -> None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("clips", nargs="*", help=f"videos (default: every video in {FOOTAGE})")
-    ap.add_argument("-n", "--n-triplets", type=int, default=10)
-    ap.add_argument("--skips", default="1,2")
+    add_clip_arguments(ap)
     ap.add_argument("--out-dir", default=str(ROOT / "bench" / "results"))
     args = ap.parse_args(argv)
     if not HARNESS.exists():
         print(f"The benchmark harness {HARNESS} is missing (it lives in the shared folder).", file=sys.stderr)
         return 2
-    clips = [Path(c) for c in args.clips] or sorted(p for p in FOOTAGE.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+    clips = chosen_clips(args)
     command = " ".join([".venv/bin/python", "bench/interpolation_context.py",
                         *(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))])
     rows = run(clips, args.n_triplets, [int(s) for s in args.skips.split(",")], lambda m: print(m, flush=True))
