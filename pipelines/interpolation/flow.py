@@ -74,7 +74,8 @@ thing against the line it builds on; ms are CPU ms per 720p frame, 2 threads.
 | the unwarped frames as a fusion member (agreement-weighted) | +0.04 | -0.01 | |
 | DIS finest scale 0 (full flow resolution) / patch 6 stride 2 | +0.01 | 0.00 | 2x the DIS time |
 | any one of: validity off, pull-push holes, splat 0.5 / 2, no hypotheses, shrink 1, 4 levels, windows | -0.2..+0.03 | | the settings sit on a flat optimum |
-| neighbouring frames: quadratic motion through 4 frames (``with_acceleration``, stream only) | +0.10 | | bench/interpolation_context.py; minterpolate gains +0.25 from the same window |
+| neighbouring frames: quadratic motion through 4 frames (``with_acceleration``, stream only) | +0.10 | +0.21 | bench/interpolation_context.py; minterpolate gains +0.24 / +0.06 from the same window |
+| + the previous pair's motion offered per pixel as a candidate (a temporal predictor) | +0.02 | | the global hypotheses already catch what it would |
 
 Bounds measured on the native triplets (2026-11-21): DIS flow from the real middle frame to
 each neighbour (an oracle) +4.0 dB over minterpolate; the best single t per triplet in
