@@ -183,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     interp.add_argument("--slowmo", action="store_true", help="keep the fps and multiply the frames (with --factor)")
     interp.add_argument("--start", type=int, default=0, help="first input frame")
     interp.add_argument("--end", type=int, default=None, help="input frame to stop before")
+    # the engine's QUALITY_SETTINGS names (a test keeps them equal; importing it here slows every start)
     interp.add_argument("--quality", choices=("standard", "best"), default="standard",
                         help="best: a second motion estimate, sharper where motion is hard, about 2x slower")
     interp.add_argument("--out", help="output .mp4 (default: next to the input)")

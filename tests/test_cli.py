@@ -127,6 +127,15 @@ def test_interpolate_doubles_the_frame_rate(tmp_path, capsys):
     assert probe_video(tmp_path / "clip-20fps.mp4").fps == 20
 
 
+def test_interpolate_quality_choices_are_the_engines():
+    """app.py lists the names itself (importing the engine would slow every command's start)."""
+    from pipelines.interpolation.flow import QUALITY_SETTINGS
+
+    interpolate = app.build_parser()._subparsers._group_actions[0].choices["interpolate"]
+    quality = next(action for action in interpolate._actions if action.dest == "quality")
+    assert list(quality.choices) == list(QUALITY_SETTINGS)
+
+
 def test_interpolate_quality_best_is_recorded_with_the_result(tmp_path, capsys):
     from pipelines.video_io import read_metadata
 

@@ -95,7 +95,7 @@ import sys
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -542,8 +542,6 @@ def with_acceleration(motion: PairMotion, before: PairMotion | None, after: Pair
         accel1 = _acceleration(motion.f10, after.f01, motion.weight1, after.weight0, span_after, window)
     if accel0 is None and accel1 is None:
         return motion
-    from dataclasses import replace
-
     return replace(motion, accel0=accel0, accel1=accel1)
 
 
@@ -793,8 +791,6 @@ class FlowBackend:
         config = config or FlowConfig()
         overrides = {**QUALITY_SETTINGS[quality], **overrides}
         if overrides:
-            from dataclasses import replace
-
             try:
                 config = replace(config, **overrides)
             except TypeError as error:
@@ -802,6 +798,7 @@ class FlowBackend:
         self.config = config
         self.quality = quality
         self._device = _resolve_device(config.device)
+        self._motion_cache: list = []  # (frame0, frame1, fingerprints, motions) of the last pairs
 
     @property
     def device(self) -> str:
@@ -846,13 +843,12 @@ class FlowBackend:
         if not remember:
             return estimate_motions(a, b, self.config)
         key = (_fingerprint(a), _fingerprint(b))
-        cache = self.__dict__.setdefault("_motion_cache", [])
-        for first, second, known, motions in cache:
+        for first, second, known, motions in self._motion_cache:
             if first is a and second is b and known == key:
                 return motions
         motions = estimate_motions(a, b, self.config)
-        cache.append((a, b, key, motions))
-        del cache[:-3]
+        self._motion_cache.append((a, b, key, motions))
+        del self._motion_cache[:-3]
         return motions
 
     def _frames(self, a: np.ndarray, b: np.ndarray, ts: list[float], context=(None, None),
