@@ -1,5 +1,8 @@
 """engine.run(job): JobSpec -> model -> stages -> mp4 with metadata -> Result.
 
+``generate_frames(job, images=...)`` does the same up to the decoded frames and returns them
+in memory (uint8) instead of writing a file; ``run`` is ``generate_frames`` plus the writer.
+
 Stages (encode prompt, denoise to latents, decode latents) run separately so that an
 out-of-memory failure retries only the failed stage under a cheaper memory plan; the
 latents survive a failed decode. Progress is reported per denoising step and the cancel
@@ -30,7 +33,7 @@ from .memory import (
 )
 from .models import HEAVY_COMPONENTS, TEXT_ENCODERS, ModelManager, load_pipeline, resolve_model
 from .progress import CancelToken, ProgressCallback, no_progress
-from .video_io import VideoWriter, read_image, unique_output_path
+from .video_io import VideoWriter, as_uint8_frames, read_image, unique_output_path
 
 __version__ = "0.1.0"
 METADATA_FORMAT = 1
@@ -80,26 +83,119 @@ def default_manager() -> ModelManager:
     return _default_manager
 
 
+@dataclass
+class GeneratedFrames:
+    """What ``generate_frames`` made: the video in memory and how it was made.
+
+    ``frames`` is RGB uint8 ``T×H×W×3`` (converted once from the decoder's float 0..1 frames,
+    exactly as the video writer converts them); ``job`` is the job as run (frames and size
+    rounded to the model's rules, the seed drawn); ``inputs`` says for each of ``image`` /
+    ``last_image`` whether it came from a file (``"file"``) or from an array the caller passed
+    (``"array"``, the job's string then being only a label)."""
+
+    frames: Any  # numpy uint8 T×H×W×3
+    job: JobSpec
+    source: Any  # models.ModelSource
+    device: DeviceFacts
+    memory: dict[str, Any]
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)  # load, encode, denoise, decode (seconds)
+    inputs: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def model(self) -> dict[str, Any]:
+        """Where the model came from, as recorded in an output's metadata."""
+        return self.source.describe()
+
+
+@dataclass
+class _Prepared:
+    """A checked job before anything is loaded: its model, its images, its drawn seed."""
+
+    job: JobSpec  # the caller's job with the seed fixed
+    preload_job: JobSpec  # adapted to the family's rules (the real adaptation follows the load)
+    source: Any
+    facts: DeviceFacts
+    images: dict[str, Any]
+    inputs: dict[str, str]
+
+
 def run(job: JobSpec, progress: ProgressCallback = no_progress, cancel: CancelToken | None = None,
         manager: ModelManager | None = None, output_dir: str | Path | None = None,
         overwrite: bool = False, device_facts: DeviceFacts | None = None, budget_gb: float | None = None,
         ram_gb: float | None = None, memory_mode: str | None = None) -> Result:
     """Run one generation job end to end and return where its video is."""
-    import torch
-
-    cancel = cancel or CancelToken()
-    manager = manager or default_manager()
-    timings: dict[str, float] = {}
     started = time.perf_counter()
+    prepared = _prepare(job, None, device_facts)
+    out_path, out_note = _output_path(prepared.job, output_dir, overwrite)
+    made = _generate(prepared, progress, cancel or CancelToken(), manager or default_manager(),
+                     budget_gb, ram_gb, memory_mode)
+    job, frames, timings = made.job, made.frames, dict(made.timings)
+    notes = made.notes + ([out_note] if out_note else [])
+    metadata = {
+        "kinetograph": {"version": __version__, "format": METADATA_FORMAT},
+        "job": job.to_dict(),
+        "model": made.model,
+        "seed": job.seed,
+        "versions": _versions(),
+        "device": made.device.to_dict(),
+        "memory": made.memory,
+        "attempts": made.attempts,
+        "notes": notes,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    t = time.perf_counter()
+    progress("write", 0, 1)
+    with VideoWriter(out_path, job.fps, metadata=metadata, overwrite=overwrite) as writer:
+        writer.write(frames)
+        timings["write"] = time.perf_counter() - t
+        timings["total"] = time.perf_counter() - started
+        writer.metadata["timings"] = dict(timings)
+    final = writer.path  # closed (renamed into place) by the with block
+    progress("write", 1, 1)
+    return Result(path=final, fps=job.fps, frame_count=len(frames), width=job.width, height=job.height,
+                  seed=job.seed, job=job, timings=timings, memory=made.memory, attempts=made.attempts, notes=notes)
 
+
+def generate_frames(job: JobSpec, images: dict[str, Any] | None = None, progress: ProgressCallback = no_progress,
+                    cancel: CancelToken | None = None, manager: ModelManager | None = None,
+                    device_facts: DeviceFacts | None = None, budget_gb: float | None = None,
+                    ram_gb: float | None = None, memory_mode: str | None = None) -> GeneratedFrames:
+    """Run one generation job and return its frames in memory (nothing is written).
+
+    ``images``: RGB uint8 ``H×W×3`` arrays for ``"image"`` and/or ``"last_image"``, used instead
+    of reading files. The job must still name each of them (``JobSpec.check`` wants them for
+    i2v / keyframes), but for a key given here that string is only a label (e.g. ``"frame 12 of
+    clip.mp4"``): it is recorded with the job and never opened as a path. The result's
+    ``inputs`` says which images came from arrays. Everything else is as in ``run``: same
+    checks, memory planning, retries on out-of-memory, progress stages (load, encode, denoise,
+    decode) and cancellation; the same job and seed give the same frames that ``run`` writes.
+    """
+    prepared = _prepare(job, images, device_facts)
+    return _generate(prepared, progress, cancel or CancelToken(), manager or default_manager(),
+                     budget_gb, ram_gb, memory_mode)
+
+
+def _prepare(job: JobSpec, given_images: dict[str, Any] | None, device_facts: DeviceFacts | None) -> _Prepared:
+    """Check the job, resolve its model and read its images; nothing is loaded yet."""
     job.check()
     facts = device_facts or DeviceFacts.detect()
     source = resolve_model(job.model, job.task, prefer_cuda=facts.has_cuda, denoiser_file=job.transformer)
-    images = {key: read_image(getattr(job, key)) for key in ("image", "last_image") if getattr(job, key)}
+    images, inputs = _input_images(job, given_images)
     # Check against the family's rules before loading anything; keep the drawn seed for the real adaptation.
     preload_job = job.adapted_to(source.family)
     job = dataclasses.replace(job, seed=preload_job.seed)
-    out_path, out_note = _output_path(job, output_dir, overwrite)
+    return _Prepared(job=job, preload_job=preload_job, source=source, facts=facts, images=images, inputs=inputs)
+
+
+def _generate(prepared: _Prepared, progress: ProgressCallback, cancel: CancelToken, manager: ModelManager,
+              budget_gb: float | None, ram_gb: float | None, memory_mode: str | None) -> GeneratedFrames:
+    """Load (or reuse) the model, encode, denoise, decode: the frames of a prepared job."""
+    import torch
+
+    timings: dict[str, float] = {}
+    job, preload_job, source, facts = prepared.job, prepared.preload_job, prepared.source, prepared.facts
     cancel.raise_if_cancelled()
 
     # Plan before loading (from the files or the preset's size profile), so the plan can say how
@@ -129,7 +225,7 @@ def run(job: JobSpec, progress: ProgressCallback = no_progress, cancel: CancelTo
 
     job = job.adapted_to(source.family, *adapter.model_rules(pipe))  # the loaded model's real ratios
     adapter.check_model(pipe, job)
-    pil_images, image_notes = _prepare_images(images, job.width, job.height)
+    pil_images, image_notes = _prepare_images(prepared.images, job.width, job.height)
     if ladder is None or (job.frames, job.height, job.width) != (shape.frames, shape.height, shape.width):
         shape, ladder = make_ladder(measure_components(pipe), job)  # the model's rules changed the shape
     runner = StageRunner(ladder, apply=lambda plan: apply_plan(pipe, plan, facts),
@@ -168,7 +264,10 @@ def run(job: JobSpec, progress: ProgressCallback = no_progress, cancel: CancelTo
     latents = runner.run("denoise", denoise, generator=generator, timings=timings)
     cancel.raise_if_cancelled()
     progress("decode", 0, 1)
-    frames = runner.run("decode", decode, generator=generator, timings=timings)
+    decoded = runner.run("decode", decode, generator=generator, timings=timings)
+    # Adapters decode to float 0..1 (diffusers' "np" output); convert once, as the writer would.
+    frames = as_uint8_frames(decoded)
+    del decoded
     progress("decode", 1, 1)
     cancel.raise_if_cancelled()
 
@@ -179,30 +278,9 @@ def run(job: JobSpec, progress: ProgressCallback = no_progress, cancel: CancelTo
         "predicted_peak_ram_bytes": runner.plan.predicted_peak_ram_bytes,
         **_measured_peaks(facts),
     }
-    notes = [*job.adjustments, *image_notes, *runner.notes] + ([out_note] if out_note else [])
-    metadata = {
-        "kinetograph": {"version": __version__, "format": METADATA_FORMAT},
-        "job": job.to_dict(),
-        "model": source.describe(),
-        "seed": job.seed,
-        "versions": _versions(),
-        "device": facts.to_dict(),
-        "memory": memory,
-        "attempts": runner.attempts,
-        "notes": notes,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-    }
-    t = time.perf_counter()
-    progress("write", 0, 1)
-    with VideoWriter(out_path, job.fps, metadata=metadata, overwrite=overwrite) as writer:
-        writer.write(frames)
-        timings["write"] = time.perf_counter() - t
-        timings["total"] = time.perf_counter() - started
-        writer.metadata["timings"] = dict(timings)
-    final = writer.path  # closed (renamed into place) by the with block
-    progress("write", 1, 1)
-    return Result(path=final, fps=job.fps, frame_count=len(frames), width=job.width, height=job.height,
-                  seed=job.seed, job=job, timings=timings, memory=memory, attempts=runner.attempts, notes=notes)
+    return GeneratedFrames(frames=frames, job=job, source=source, device=facts, memory=memory,
+                           attempts=runner.attempts, notes=[*job.adjustments, *image_notes, *runner.notes],
+                           timings=timings, inputs=dict(prepared.inputs))
 
 
 # ------------------------------------------------------------------------ helpers
@@ -275,6 +353,38 @@ def _prepare_images(images: dict[str, Any], width: int, height: int):
             notes.append(f"{key} {w}x{h} cropped to {crop_w}x{crop_h} to match the {width}x{height} video")
         out[key] = img.resize((width, height), Image.LANCZOS)
     return out, notes
+
+
+IMAGE_KEYS = ("image", "last_image")
+
+
+def _input_images(job: JobSpec, given: dict[str, Any] | None) -> tuple[dict[str, Any], dict[str, str]]:
+    """The job's images as RGB uint8 arrays: those the caller passed, else read from the job's paths."""
+    import numpy as np
+
+    given = dict(given or {})
+    unknown = sorted(set(given) - set(IMAGE_KEYS))
+    if unknown:
+        raise KinetographError(f"images takes arrays for {' and '.join(IMAGE_KEYS)}; got {', '.join(map(repr, unknown))}.")
+    images, inputs = {}, {}
+    for key in IMAGE_KEYS:
+        label = getattr(job, key)
+        if key in given:
+            if not label:
+                raise KinetographError(
+                    f"An array was passed for {key} but the job has no {key}: set the job's {key} to a label "
+                    f"that says where the array came from (e.g. 'frame 12 of clip.mp4'); it is recorded, not read."
+                )
+            array = given[key]
+            if (not isinstance(array, np.ndarray) or array.dtype != np.uint8 or array.ndim != 3
+                    or array.shape[2] != 3 or min(array.shape[:2]) < 1):
+                what = f"{array.dtype} array of shape {array.shape}" if isinstance(array, np.ndarray) else \
+                    type(array).__name__
+                raise KinetographError(f"The {key} array must be RGB uint8 H×W×3, got a {what}.")
+            images[key], inputs[key] = np.ascontiguousarray(array), "array"
+        elif label:
+            images[key], inputs[key] = read_image(label), "file"
+    return images, inputs
 
 
 def _reset_peaks(facts: DeviceFacts) -> None:

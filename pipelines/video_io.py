@@ -46,6 +46,7 @@ __all__ = [
     "VideoWriter",
     "write_video",
     "read_metadata",
+    "as_uint8_frames",
 ]
 
 # Where the metadata JSON lives inside the mp4: FFmpeg's mp4 muxer stores "comment" as the
@@ -474,6 +475,18 @@ def _iter_uint8_frames(frames) -> Iterator[np.ndarray]:
     batch = frames if len(shape) == 4 else frames[None]
     for frame in batch:
         yield _torch_frame_to_uint8(frame) if is_torch else _numpy_frame_to_uint8(frame)
+
+
+def as_uint8_frames(frames) -> np.ndarray:
+    """Frames (one ``H×W×3`` or a ``T×H×W×3`` batch; float 0..1 or uint8; numpy or torch) as one
+    uint8 ``T×H×W×3`` numpy array, converted frame by frame exactly as ``VideoWriter.write`` does."""
+    shape = tuple(getattr(frames, "shape", ()))
+    if len(shape) != 4:
+        return np.stack(list(_iter_uint8_frames(frames)))
+    out = np.empty((*shape[:3], 3), np.uint8)
+    for index, frame in enumerate(_iter_uint8_frames(frames)):
+        out[index] = frame
+    return out
 
 
 def _numpy_frame_to_uint8(frame: np.ndarray) -> np.ndarray:
