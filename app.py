@@ -103,15 +103,33 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_interpolate(args: argparse.Namespace) -> int:
     from pipelines.interpolation import get_backend, interpolate_video
 
-    backend = get_backend("flow", quality=args.quality)
+    generative_flags = [flag for flag, value in (("--model", args.model), ("--prompt", args.prompt),
+                                                 ("--steps", args.steps), ("--seed", args.seed)) if value is not None]
+    if args.method == "generative":
+        if not args.model:
+            raise KinetographError(
+                "--method generative needs --model: a video model that generates between a first and a last "
+                "frame, e.g. --model ltx-video or --model wan2.1-14b (--model tiny-ltx runs anywhere but makes "
+                "noise). See `python app.py models`; or use --method flow, which needs no model."
+            )
+        if args.quality is not None:
+            raise KinetographError("--quality is a setting of --method flow; leave it out with --method generative.")
+        backend = get_backend("generative", model=args.model, prompt=args.prompt or "", steps=args.steps,
+                              seed=args.seed)
+    else:
+        if generative_flags:
+            raise KinetographError(f"{', '.join(generative_flags)} only apply to --method generative; add "
+                                   "--method generative to in-between with a video model, or leave them out.")
+        backend = get_backend("flow", quality=args.quality or "standard")
     bar = TerminalProgress(enabled=not args.quiet)
     try:  # no --out: the engine names it beside the input (clip-x2.mp4, clip-60fps.mp4), never over a file
         result = interpolate_video(Path(args.input), args.out, factor=args.factor, target_fps=args.fps, start_frame=args.start,
                                    end_frame=args.end, slowmo=args.slowmo, backend=backend, progress=bar)
     finally:
         bar.close()
+    made_by = f", {args.model} seed {backend.seed}" if args.method == "generative" else ""
     print(f"wrote {result.path}  ({result.frames_in} -> {result.frames_out} frames, "
-          f"{result.src_fps:g} -> {result.out_fps:g} fps, {result.ms_per_frame:.0f} ms per new frame"
+          f"{result.src_fps:g} -> {result.out_fps:g} fps, {result.ms_per_frame:.0f} ms per new frame{made_by}"
           + (f", scene cuts kept at input frames {result.scene_cuts}" if result.scene_cuts else "") + ")")
     return 0
 
@@ -175,7 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--json", action="store_true", help="print one JSON object")
     plan.set_defaults(func=cmd_plan)
 
-    interp = sub.add_parser("interpolate", help="raise a video's frame rate (no model weights needed)")
+    interp = sub.add_parser("interpolate", help="raise a video's frame rate (flow: no model weights needed; "
+                                                "generative: a video model invents the in-betweens)")
     interp.add_argument("input", help="video file")
     rate = interp.add_mutually_exclusive_group(required=True)
     rate.add_argument("--factor", type=int, help="2, 3, 4...: that many output frames per input frame")
@@ -183,9 +202,19 @@ def build_parser() -> argparse.ArgumentParser:
     interp.add_argument("--slowmo", action="store_true", help="keep the fps and multiply the frames (with --factor)")
     interp.add_argument("--start", type=int, default=0, help="first input frame")
     interp.add_argument("--end", type=int, default=None, help="input frame to stop before")
-    # the engine's QUALITY_SETTINGS names (a test keeps them equal; importing it here slows every start)
-    interp.add_argument("--quality", choices=("standard", "best"), default="standard",
-                        help="best: a second motion estimate, sharper where motion is hard, about 2x slower")
+    # the engine's backend and QUALITY_SETTINGS names (tests keep them equal; importing it here slows every start)
+    interp.add_argument("--method", choices=("flow", "generative"), default="flow",
+                        help="flow (default): motion-compensated, fast, any machine. generative: a first+last-frame "
+                             "video model generates each pair's in-betweens (needs --model; slow; invents content)")
+    interp.add_argument("--quality", choices=("standard", "best"), default=None,
+                        help="flow: best adds a second motion estimate, sharper where motion is hard, about 2x "
+                             "slower (default: standard)")
+    interp.add_argument("--model", help="generative: the video model (a preset that does keyframes, e.g. ltx-video, "
+                                        "wan2.1-14b, tiny-ltx; a hub repo id or a local folder)")
+    interp.add_argument("--prompt", help="generative: what happens between the frames (optional)")
+    interp.add_argument("--steps", type=int, help="generative: denoising steps (default: the model's)")
+    interp.add_argument("--seed", type=int, help="generative: seed, the same for every pair (default: random, "
+                                                 "recorded with the result)")
     interp.add_argument("--out", help="output .mp4 (default: next to the input)")
     interp.add_argument("--quiet", action="store_true")
     interp.set_defaults(func=cmd_interpolate)

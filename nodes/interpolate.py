@@ -1,16 +1,20 @@
 """Kinetograph: Interpolate Frames: a thin ComfyUI adapter over ``pipelines.interpolation``.
 
-The engine does the work (timing plan, motion, scene cuts, repeated frames); this node turns
-an IMAGE batch into the engine's frame stream, writes the output frames into one tensor of
-the known output length, drives ComfyUI's progress bar and honours its interrupt.
+The engine does the work (timing plan, motion or generation, scene cuts, repeated frames); this
+node turns an IMAGE batch into the engine's frame stream, writes the output frames into one
+tensor of the known output length, drives ComfyUI's progress bar and honours its interrupt.
+``method`` picks the backend: "flow" (weight-free, fast) or "generative" (a first+last-frame
+video model generates each pair's in-betweens; its options are the optional inputs).
 """
 from __future__ import annotations
 
 import torch
 
 from ..pipelines.errors import KinetographError
+from ..pipelines.families import presets_for_task
 from ..pipelines.interpolation import MAX_FACTOR, get_backend, interpolate_frames, make_plan
 from ..pipelines.interpolation.flow import QUALITY_SETTINGS
+from ..pipelines.jobspec import MAX_SEED, MAX_STEPS
 from ..pipelines.progress import CancelToken
 from ..pipelines.video_io import MAX_FPS
 
@@ -25,6 +29,8 @@ __all__ = ["KinetographInterpolate"]
 
 MODES = ["factor", "target fps"]
 QUALITIES = list(QUALITY_SETTINGS)
+METHODS = ["flow", "generative"]
+KEYFRAME_MODELS = presets_for_task("keyframes")  # presets that generate between a first and a last frame
 
 
 class _ComfyCancel(CancelToken):
@@ -61,9 +67,29 @@ class KinetographInterpolate:
                                        "tooltip": "Slow motion: keep the input fps and play the extra frames "
                                                   "(the video gets longer) instead of raising the fps."}),
                 "quality": (QUALITIES, {"default": "standard",
-                                        "tooltip": "best: a second motion estimate, a little cleaner, "
+                                        "tooltip": "flow: best adds a second motion estimate, a little cleaner, "
                                                    "about 2x slower."}),
-            }
+            },
+            "optional": {
+                "method": (METHODS, {"default": "flow",
+                                     "tooltip": "flow: motion-compensated in-betweens, fast, no model. generative: "
+                                                "a video model generates the frames between each pair (slow, "
+                                                "invents content; uses the inputs below)."}),
+                "model": (KEYFRAME_MODELS, {"default": "ltx-video" if "ltx-video" in KEYFRAME_MODELS
+                                            else KEYFRAME_MODELS[0],
+                                            "tooltip": "generative: a model that generates between a first and a "
+                                                       "last frame (downloaded with `hf download`; tiny-* make "
+                                                       "noise, for tests)."}),
+                "model_path": ("STRING", {"default": "",
+                                          "tooltip": "generative: a hub repo id or local diffusers folder to use "
+                                                     "instead of model (leave empty to use model)."}),
+                "prompt": ("STRING", {"default": "", "multiline": True,
+                                      "tooltip": "generative: what happens between the frames (optional)."}),
+                "steps": ("INT", {"default": 0, "min": 0, "max": MAX_STEPS, "step": 1,
+                                  "tooltip": "generative: denoising steps; 0 uses the model's default."}),
+                "seed": ("INT", {"default": 0, "min": 0, "max": MAX_SEED, "step": 1,
+                                 "tooltip": "generative: the seed, the same for every pair of frames."}),
+            },
         }
 
     RETURN_TYPES = ("IMAGE", "FLOAT")
@@ -72,10 +98,12 @@ class KinetographInterpolate:
                        "Frame rate of the output frames: connect it to the video saver.")
     FUNCTION = "interpolate"
     CATEGORY = "Kinetograph"
-    DESCRIPTION = ("Motion-compensated frame interpolation without model weights. Scene cuts are never "
-                   "blended; repeated frames (animation on twos) are smoothed over.")
+    DESCRIPTION = ("Frame interpolation. flow: motion-compensated, without model weights. generative: a "
+                   "first+last-frame video model generates the in-betweens. Scene cuts are never blended; "
+                   "repeated frames (animation on twos) are smoothed over.")
 
-    def interpolate(self, images, fps, mode, factor, target_fps, slowmo, quality):
+    def interpolate(self, images, fps, mode, factor, target_fps, slowmo, quality, method="flow", model="ltx-video",
+                    model_path="", prompt="", steps=0, seed=0):
         if not isinstance(images, torch.Tensor) or images.ndim != 4:
             raise KinetographError("images must be an IMAGE batch (frames × height × width × channels); "
                                    "connect the frames of a video.")
@@ -87,10 +115,17 @@ class KinetographInterpolate:
             )
         if mode not in MODES:
             raise KinetographError(f"mode must be one of {', '.join(MODES)}, got {mode!r}.")
+        if method not in METHODS:
+            raise KinetographError(f"method must be one of {', '.join(METHODS)}, got {method!r}.")
         by_factor = mode == "factor"
         plan = make_plan(fps, factor=factor if by_factor else None,
                          target_fps=None if by_factor else target_fps, slowmo=bool(slowmo))
-        backend = get_backend("flow", quality=quality)
+        cancel = _ComfyCancel()
+        if method == "flow":
+            backend = get_backend("flow", quality=quality)
+        else:  # the cancel token also stops a generation between its denoising steps
+            backend = get_backend("generative", model=(model_path or "").strip() or model, prompt=prompt,
+                                  steps=steps or None, seed=seed, cancel=cancel)
 
         total = plan.frames_out(count)
         device = _comfy_mm.intermediate_device() if _comfy_mm is not None else torch.device("cpu")
@@ -104,7 +139,7 @@ class KinetographInterpolate:
         written = 0
         for frame in interpolate_frames(images, plan.src_fps, factor=plan.factor, target_fps=plan.target_fps,
                                         slowmo=plan.slowmo, backend=backend, progress=progress,
-                                        cancel=_ComfyCancel()):
+                                        cancel=cancel):
             if written >= total:
                 raise RuntimeError(f"The interpolation engine made more than the {total} frames its plan predicts.")
             out[written].copy_(torch.from_numpy(frame)).div_(255.0)

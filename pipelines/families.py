@@ -249,6 +249,11 @@ def family_for_pipeline_class(class_name: str) -> ModelFamily:
     return FAMILIES[family_id]
 
 
+def presets_for_task(task: str) -> list[str]:
+    """Preset ids that can run ``task`` (their family has a pipeline for it and the preset a checkpoint)."""
+    return [p.id for p in PRESETS.values() if task in p.repos and task in FAMILIES[p.family].pipelines]
+
+
 def pipeline_class_for(family: ModelFamily, task: str) -> str:
     try:
         return family.pipelines[task]

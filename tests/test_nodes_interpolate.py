@@ -74,10 +74,12 @@ def test_registered(pack, node_cls):
 def test_input_and_return_types_are_well_formed(pack, node_cls):
     max_factor = sys.modules[PACK + ".pipelines.interpolation"].MAX_FACTOR
     spec = node_cls.INPUT_TYPES()
-    assert set(spec) == {"required"}
-    required = spec["required"]
+    assert set(spec) == {"required", "optional"}
+    required, optional = spec["required"], spec["optional"]
     assert list(required) == ["images", "fps", "mode", "factor", "target_fps", "slowmo", "quality"]
-    for name, (kind, options) in required.items():
+    # optional, so that workflows saved before the generative method still load unchanged
+    assert list(optional) == ["method", "model", "model_path", "prompt", "steps", "seed"]
+    for name, (kind, options) in {**required, **optional}.items():
         assert options.get("tooltip"), name
         if isinstance(kind, list):  # COMBO
             assert kind and all(isinstance(v, str) for v in kind)
@@ -94,6 +96,10 @@ def test_input_and_return_types_are_well_formed(pack, node_cls):
     assert (required["factor"][1]["min"], required["factor"][1]["max"]) == (2, max_factor)
     assert required["fps"][1]["default"] == 16.0 and required["target_fps"][1]["default"] == 60.0
     assert required["slowmo"][1]["default"] is False
+    assert optional["method"][0] == ["flow", "generative"] and optional["method"][1]["default"] == "flow"
+    assert optional["model"][0] == ["tiny-ltx", "tiny-wan", "ltx-video", "wan2.1-14b"]  # presets that do keyframes
+    assert optional["model"][1]["default"] == "ltx-video"
+    assert optional["steps"][1]["default"] == 0 and optional["seed"][1]["default"] == 0
     assert isinstance(node_cls.RETURN_TYPES, tuple) and node_cls.RETURN_TYPES == ("IMAGE", "FLOAT")
     assert len(node_cls.RETURN_NAMES) == len(node_cls.OUTPUT_TOOLTIPS) == 2
     assert callable(getattr(node_cls(), node_cls.FUNCTION))
@@ -180,3 +186,26 @@ def test_one_frame_is_refused_with_advice(node_cls, error_type):
 def test_bad_settings_are_refused_with_advice(node_cls, error_type, kwargs, message):
     with pytest.raises(error_type, match=message):
         run(node_cls, moving_square(count=2), **kwargs)
+
+
+def test_generative_method_returns_the_planned_frames(node_cls):
+    """method generative: a tiny first+last-frame model makes each in-between; inputs kept, fps doubled."""
+    images = moving_square(count=3)
+    out, fps = run(node_cls, images, method="generative", model="tiny-ltx", steps=2, seed=4)
+    assert out.shape == (5, 48, 64, 3) and out.dtype == torch.float32 and fps == 32.0
+    assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
+    for k in range(3):  # the input frames come through unchanged (up to the uint8 round trip)
+        assert torch.allclose(out[2 * k], images[k], atol=0.5 / 255)
+    assert not torch.allclose(out[1], images[0], atol=2 / 255)  # generated, not a copy
+    again, _ = run(node_cls, images, method="generative", model="tiny-ltx", steps=2, seed=4)
+    assert torch.equal(out, again)  # same seed, same frames
+    by_path, _ = run(node_cls, images, method="generative", model="ltx-video", model_path=" tiny-ltx ", steps=2,
+                     seed=4)
+    assert torch.equal(out, by_path)  # model_path, when set, wins over the model combo
+
+
+def test_generative_method_refuses_a_model_without_keyframes(node_cls, error_type):
+    with pytest.raises(error_type, match="first and a last frame.*tiny-ltx"):
+        run(node_cls, moving_square(count=2), method="generative", model="tiny-ltx", model_path="tiny-svd")
+    with pytest.raises(error_type, match="method must be one of flow, generative"):
+        run(node_cls, moving_square(count=2), method="rife")

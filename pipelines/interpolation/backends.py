@@ -95,4 +95,11 @@ def _flow_backend(**options) -> InterpolationBackend:
     return FlowBackend(**options)
 
 
+def _generative_backend(**options) -> InterpolationBackend:
+    from .generative import make_generative_backend  # torch / diffusers load only when one is made
+
+    return make_generative_backend(**options)
+
+
 register_backend("flow", _flow_backend)
+register_backend("generative", _generative_backend)

@@ -353,6 +353,8 @@ def interpolate_video(src, dst=None, factor=None, target_fps=None, start_frame: 
             writer.write(frame)
         if cancel is not None:
             cancel.raise_if_cancelled()
+        if hasattr(engine, "describe"):  # again: a generative backend knows its sizes once it has run
+            settings.update(engine.describe())
         settings["scene_cuts"] = [start + i for i in stream.scene_cuts]
         settings["duplicates"] = len(stream.duplicates)
         settings["frames_in"] = stream.frames_in
