@@ -15,7 +15,8 @@ from pipelines.errors import JobCancelled, KinetographError
 
 # ------------------------------------------------------------------ progress bar
 class TerminalProgress:
-    """A tqdm bar per stage (load, encode, denoise, decode, write)."""
+    """A tqdm bar per stage (load, encode, denoise, decode, write); ``detail`` reports the stages
+    of work inside one step of the current bar (a generation per pair while interpolating)."""
 
     def __init__(self, enabled: bool = True) -> None:
         self.enabled = enabled
@@ -34,6 +35,11 @@ class TerminalProgress:
                             leave=stage in ("denoise", "interpolate"), file=sys.stderr, dynamic_ncols=True)
         self.bar.n = done
         self.bar.refresh()
+
+    def detail(self, stage: str, done: int, total: int) -> None:
+        """Show ``stage done/total`` after the current bar (it keeps its own count)."""
+        if self.enabled and self.bar is not None:
+            self.bar.set_postfix_str(f"{stage} {done}/{total}", refresh=True)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -103,6 +109,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_interpolate(args: argparse.Namespace) -> int:
     from pipelines.interpolation import get_backend, interpolate_video
 
+    bar = TerminalProgress(enabled=not args.quiet)  # a generation's own stages show after its count
+
     generative_flags = [flag for flag, value in (("--model", args.model), ("--prompt", args.prompt),
                                                  ("--steps", args.steps), ("--seed", args.seed)) if value is not None]
     if args.method == "generative":
@@ -115,13 +123,12 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
         if args.quality is not None:
             raise KinetographError("--quality is a setting of --method flow; leave it out with --method generative.")
         backend = get_backend("generative", model=args.model, prompt=args.prompt or "", steps=args.steps,
-                              seed=args.seed)
+                              seed=args.seed, progress=lambda *step: bar.detail(*step))
     else:
         if generative_flags:
             raise KinetographError(f"{', '.join(generative_flags)} only apply to --method generative; add "
                                    "--method generative to in-between with a video model, or leave them out.")
         backend = get_backend("flow", quality=args.quality or "standard")
-    bar = TerminalProgress(enabled=not args.quiet)
     try:  # no --out: the engine names it beside the input (clip-x2.mp4, clip-60fps.mp4), never over a file
         result = interpolate_video(Path(args.input), args.out, factor=args.factor, target_fps=args.fps, start_frame=args.start,
                                    end_frame=args.end, slowmo=args.slowmo, backend=backend, progress=bar)

@@ -209,8 +209,10 @@ def test_cli_generative_writes_a_playable_video_with_its_settings(tmp_path, caps
     src = write_video(tmp_path / "clip.mp4", np.stack(moving_square(count=3, h=48, w=64)), 8.0)
     out = tmp_path / "gen.mp4"
     assert app.main(["interpolate", str(src), "--factor", "2", "--method", "generative", "--model", "tiny-ltx",
-                     "--steps", "2", "--seed", "9", "--prompt", "a square slides", "--out", str(out), "--quiet"]) == 0
-    assert "tiny-ltx seed 9" in capsys.readouterr().out
+                     "--steps", "2", "--seed", "9", "--prompt", "a square slides", "--out", str(out)]) == 0
+    printed = capsys.readouterr()
+    assert "tiny-ltx seed 9" in printed.out
+    assert "denoise 2/2" in printed.err  # each pair's generation shows its steps beside the frame count
     info = probe_video(out)
     assert info.frame_count == 5 and info.codec == "h264" and abs(info.fps - 16.0) < 1e-6
     settings = json.loads(out.with_suffix(".json").read_text())["interpolation"]
