@@ -76,6 +76,8 @@ thing against the line it builds on; ms are CPU ms per 720p frame, 2 threads.
 | any one of: validity off, pull-push holes, splat 0.5 / 2, no hypotheses, shrink 1, 4 levels, windows | -0.2..+0.03 | | the settings sit on a flat optimum |
 | neighbouring frames: quadratic motion through 4 frames (``with_acceleration``, stream only) | +0.10 | +0.21 | bench/interpolation_context.py; minterpolate gains +0.24 / +0.06 from the same window |
 | + the previous pair's motion offered per pixel as a candidate (a temporal predictor) | +0.02 | | the global hypotheses already catch what it would |
+| (fourth session) motion estimated on Lab L instead of grey (DIS, hypotheses, visibility) | +0.04 | -0.06 | cyclist skip-2 -0.35 |
+| DIS alone on grey through sqrt / Lab-L / CLAHE contrast curves | -0.04 | -0.01..-0.06 | the visibility score on Lab L: 0.00 |
 
 Bounds measured on the native triplets (2026-11-21): DIS flow from the real middle frame to
 each neighbour (an oracle) +4.0 dB over minterpolate; the best single t per triplet in
