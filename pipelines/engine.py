@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .adapters import adapter_for
+from .adapters import adapter_for, uses_cfg
 from .errors import KinetographError
 from .jobspec import JobSpec
 from .memory import (
@@ -83,6 +83,22 @@ def default_manager() -> ModelManager:
     return _default_manager
 
 
+@dataclass(frozen=True)
+class EncodedPrompt:
+    """A job's encoded prompt (the text encoders' output), reusable by later jobs of the same
+    model, prompt, negative prompt and guidance on/off: ``generate_frames(encoded_prompt=...)``
+    then skips encoding (and, under a staged plan, loading the text encoders at all)."""
+
+    key: tuple
+    embeds: dict[str, Any]
+
+
+def _prompt_key(source, job: JobSpec) -> tuple:
+    """What an encoding depends on (every adapter encodes the text only)."""
+    cfg = uses_cfg(job)
+    return (source.cache_key, job.prompt, job.negative_prompt if cfg else None, cfg)
+
+
 @dataclass
 class GeneratedFrames:
     """What ``generate_frames`` made: the video in memory and how it was made.
@@ -102,6 +118,7 @@ class GeneratedFrames:
     notes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)  # load, encode, denoise, decode (seconds)
     inputs: dict[str, str] = field(default_factory=dict)
+    encoded_prompt: EncodedPrompt | None = None  # pass to the next generate_frames of the same prompt
 
     @property
     def model(self) -> dict[str, Any]:
@@ -161,7 +178,8 @@ def run(job: JobSpec, progress: ProgressCallback = no_progress, cancel: CancelTo
 def generate_frames(job: JobSpec, images: dict[str, Any] | None = None, progress: ProgressCallback = no_progress,
                     cancel: CancelToken | None = None, manager: ModelManager | None = None,
                     device_facts: DeviceFacts | None = None, budget_gb: float | None = None,
-                    ram_gb: float | None = None, memory_mode: str | None = None) -> GeneratedFrames:
+                    ram_gb: float | None = None, memory_mode: str | None = None,
+                    encoded_prompt: EncodedPrompt | None = None) -> GeneratedFrames:
     """Run one generation job and return its frames in memory (nothing is written).
 
     ``images``: RGB uint8 ``H×W×3`` arrays for ``"image"`` and/or ``"last_image"``, used instead
@@ -171,10 +189,14 @@ def generate_frames(job: JobSpec, images: dict[str, Any] | None = None, progress
     ``inputs`` says which images came from arrays. Everything else is as in ``run``: same
     checks, memory planning, retries on out-of-memory, progress stages (load, encode, denoise,
     decode) and cancellation; the same job and seed give the same frames that ``run`` writes.
+
+    ``encoded_prompt``: the ``encoded_prompt`` of an earlier result; when its model, prompt,
+    negative prompt and guidance on/off match this job's, the prompt is not encoded again (a
+    video made pair by pair encodes its prompt once); otherwise it is ignored.
     """
     prepared = _prepare(job, images, device_facts)
     return _generate(prepared, progress, cancel or CancelToken(), manager or default_manager(),
-                     budget_gb, ram_gb, memory_mode)
+                     budget_gb, ram_gb, memory_mode, encoded_prompt)
 
 
 def _prepare(job: JobSpec, given_images: dict[str, Any] | None, device_facts: DeviceFacts | None) -> _Prepared:
@@ -190,7 +212,8 @@ def _prepare(job: JobSpec, given_images: dict[str, Any] | None, device_facts: De
 
 
 def _generate(prepared: _Prepared, progress: ProgressCallback, cancel: CancelToken, manager: ModelManager,
-              budget_gb: float | None, ram_gb: float | None, memory_mode: str | None) -> GeneratedFrames:
+              budget_gb: float | None, ram_gb: float | None, memory_mode: str | None,
+              encoded_prompt: EncodedPrompt | None = None) -> GeneratedFrames:
     """Load (or reuse) the model, encode, denoise, decode: the frames of a prepared job."""
     import torch
 
@@ -212,14 +235,17 @@ def _generate(prepared: _Prepared, progress: ProgressCallback, cancel: CancelTok
     shape, ladder = make_ladder(sizes, preload_job) if sizes is not None else (None, None)
 
     adapter = adapter_for(source.family.adapter)
-    staged_embeds = None
-    if ladder and ladder[0].staged_load:
-        # Host RAM cannot hold encoders and denoiser together: encoders alone first, encode, drop them.
-        staged_embeds = _encode_with_encoders_alone(source, adapter, preload_job, ladder[0], progress, timings)
+    prompt_key = _prompt_key(source, preload_job)
+    staged = bool(ladder and ladder[0].staged_load)
+    # Embeddings ready before the model loads: reused from an earlier job, or (staged plan)
+    # encoded by the encoders alone because host RAM cannot hold them and the denoiser at once.
+    ready_embeds = encoded_prompt.embeds if encoded_prompt is not None and encoded_prompt.key == prompt_key else None
+    if staged and ready_embeds is None:
+        ready_embeds = _encode_with_encoders_alone(source, adapter, preload_job, ladder[0], progress, timings)
     progress("load", 0, 1)
     t = time.perf_counter()
-    pipe = manager.get(source, ladder[0] if ladder else None,
-                       skip=TEXT_ENCODERS if staged_embeds is not None else ())
+    # The same skip as the first job's, so a reused prompt finds that job's cached pipeline.
+    pipe = manager.get(source, ladder[0] if ladder else None, skip=TEXT_ENCODERS if staged else ())
     timings["load"] = time.perf_counter() - t
     progress("load", 1, 1)
 
@@ -240,8 +266,8 @@ def _generate(prepared: _Prepared, progress: ProgressCallback, cancel: CancelTok
         return callback_kwargs
 
     def encode():
-        if staged_embeds is not None:
-            embeds = staged_embeds
+        if ready_embeds is not None:
+            embeds = ready_embeds
         else:
             embeds = adapter.encode_prompt(pipe, job, runner.plan.text_encode_device)
         # The plan may encode on the CPU; the denoiser wants its inputs where it runs.
@@ -280,7 +306,8 @@ def _generate(prepared: _Prepared, progress: ProgressCallback, cancel: CancelTok
     }
     return GeneratedFrames(frames=frames, job=job, source=source, device=facts, memory=memory,
                            attempts=runner.attempts, notes=[*job.adjustments, *image_notes, *runner.notes],
-                           timings=timings, inputs=dict(prepared.inputs))
+                           timings=timings, inputs=dict(prepared.inputs),
+                           encoded_prompt=EncodedPrompt(prompt_key, embeds))
 
 
 # ------------------------------------------------------------------------ helpers

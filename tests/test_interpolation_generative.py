@@ -1,5 +1,6 @@
 """Generative in-betweening: engine.generate_frames (frames in memory) and the "generative"
 interpolation backend over the built-in tiny first+last-frame models (CPU, offline, noise)."""
+import dataclasses
 import json
 import subprocess
 import sys
@@ -74,6 +75,60 @@ def test_generate_frames_takes_arrays_instead_of_paths(sample_images):
 
     other = engine.generate_frames(labelled, images={**arrays, "last_image": arrays["image"]})
     assert not np.array_equal(from_arrays.frames, other.frames)  # the array really is the input
+
+
+def counting_encodes(monkeypatch):
+    """Count the adapters' prompt encodings (the text encoders' runs)."""
+    from pipelines import adapters
+
+    calls = []
+    real = adapters.FamilyAdapter.encode_prompt
+
+    def encode_prompt(self, pipe, job, device):
+        calls.append(job.prompt)
+        return real(self, pipe, job, device)
+
+    monkeypatch.setattr(adapters.FamilyAdapter, "encode_prompt", encode_prompt)
+    return calls
+
+
+def test_a_reused_encoded_prompt_skips_encoding_and_gives_the_same_frames(sample_images, monkeypatch):
+    encodes = counting_encodes(monkeypatch)
+    job = keyframes_job("tiny-ltx", sample_images)
+    first = engine.generate_frames(job)
+    again = engine.generate_frames(job, encoded_prompt=first.encoded_prompt)
+    assert encodes == ["a red fox"]  # the second job did not encode
+    assert np.array_equal(first.frames, again.frames)
+
+    # another prompt, or guidance switched off, does not match the encoding: it is encoded anew
+    other = engine.generate_frames(dataclasses.replace(job, prompt="a blue whale"), encoded_prompt=first.encoded_prompt)
+    assert encodes == ["a red fox", "a blue whale"] and not np.array_equal(first.frames, other.frames)
+    engine.generate_frames(dataclasses.replace(job, guidance=1.0), encoded_prompt=first.encoded_prompt)
+    assert len(encodes) == 3
+
+
+def test_under_a_staged_plan_a_reused_prompt_loads_no_text_encoder_again(sample_images, monkeypatch):
+    from pipelines import models
+
+    real_ladder = engine.plan_ladder
+    monkeypatch.setattr(engine, "plan_ladder", lambda *a, **k: [dataclasses.replace(p, staged_load=True)
+                                                                 for p in real_ladder(*a, **k)])
+    loads = []
+    real_load = models.load_pipeline
+
+    def recording_load(source, plan=None, skip=()):
+        loads.append(tuple(skip))
+        return real_load(source, plan, skip)
+
+    monkeypatch.setattr(models, "load_pipeline", recording_load)
+    monkeypatch.setattr(engine, "load_pipeline", recording_load)
+    manager = models.ModelManager()
+    job = keyframes_job("tiny-wan", sample_images)
+    first = engine.generate_frames(job, manager=manager)
+    assert loads == [models.HEAVY_COMPONENTS, models.TEXT_ENCODERS]  # encoders alone, then the rest
+    again = engine.generate_frames(job, manager=manager, encoded_prompt=first.encoded_prompt)
+    assert loads == [models.HEAVY_COMPONENTS, models.TEXT_ENCODERS]  # nothing loaded for the second job
+    assert np.array_equal(first.frames, again.frames)
 
 
 @pytest.mark.parametrize("images, job_changes, words", [
@@ -166,6 +221,13 @@ def test_through_the_stream_the_input_frames_are_kept():
         assert out[k].shape == (64, 64, 3) and out[k].dtype == np.uint8
         assert not np.array_equal(out[k], out[k - 1]) and not np.array_equal(out[k], out[k + 1])
     assert backend.describe()["frames_per_pair"] == [9]
+
+
+def test_a_stream_encodes_its_prompt_once(monkeypatch):
+    encodes = counting_encodes(monkeypatch)
+    backend = get_backend("generative", model="tiny-ltx", prompt="a square slides", steps=2, seed=1)
+    out = list(interpolate_frames(moving_square(count=4), 8.0, factor=2, backend=backend))
+    assert len(out) == 7 and encodes == ["a square slides"]  # three generations, one encoding
 
 
 def test_a_repeated_pair_needs_no_generation():

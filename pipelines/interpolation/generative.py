@@ -21,6 +21,8 @@ How a pair is generated:
   (the smaller on a tie): ``ts = [0.5]`` with LTX is frame 4 of 9, ``[1/3, 2/3]`` frames 8
   and 16 of 25 (``choose_frame_count``).
 * Seed: the same for every pair (drawn once when not given), so a run is reproducible.
+* Prompt: encoded once, by the first pair; later pairs reuse it (``EncodedPrompt``), so a
+  large text encoder is neither run nor, under a staged memory plan, loaded again per pair.
 
 The input frames themselves are never replaced: the streaming interpolator emits the
 originals and asks the backend only for the times strictly between them.
@@ -176,6 +178,7 @@ class GenerativeBackend:
         self.last_indices: list[int] = []
         self._sizes: list[str] = []
         self._counts: list[int] = []
+        self._encoded_prompt = None  # the first pair's encoded prompt, reused by every later pair
 
     # ------------------------------------------------------------------ settings
     def generation_size(self, width: int, height: int) -> tuple[int, int]:
@@ -241,7 +244,8 @@ class GenerativeBackend:
                       seed=self.seed, name="in-between")
         made = generate_frames(job, images={"image": _resize(a, gen_w, gen_h), "last_image": _resize(b, gen_w, gen_h)},
                                progress=self.progress or no_progress, cancel=self.cancel, manager=self.manager,
-                               device_facts=self.facts)
+                               device_facts=self.facts, encoded_prompt=self._encoded_prompt)
+        self._encoded_prompt = made.encoded_prompt
         frames = made.frames
         if len(frames) != count:  # the loaded model's own frame rule differs from its family's
             count, picks = len(frames), nearest_indices(ts, len(frames))
