@@ -47,3 +47,27 @@ def sample_images(tmp_path):
         Image.fromarray(array).save(tmp_path / name)
         paths.append(str(tmp_path / name))
     return paths
+
+
+@pytest.fixture
+def staged_loads(monkeypatch):
+    """Every memory plan gets staged_load (host RAM too small for encoders + denoiser at once);
+    returns the list of (skip, pipeline) of each pipeline load, in order."""
+    import dataclasses
+
+    from pipelines import engine, models
+
+    real_ladder = engine.plan_ladder
+    monkeypatch.setattr(engine, "plan_ladder", lambda *a, **k: [dataclasses.replace(p, staged_load=True)
+                                                                 for p in real_ladder(*a, **k)])
+    loads = []
+    real_load = models.load_pipeline
+
+    def recording_load(source, plan=None, skip=()):
+        pipe = real_load(source, plan, skip)
+        loads.append((tuple(skip), pipe))
+        return pipe
+
+    monkeypatch.setattr(models, "load_pipeline", recording_load)
+    monkeypatch.setattr(engine, "load_pipeline", recording_load)
+    return loads

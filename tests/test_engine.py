@@ -246,30 +246,19 @@ def test_out_of_memory_with_no_cheaper_plan_is_a_clear_error_and_leaves_nothing(
     assert not [p for p in tmp_path.rglob("*") if p.is_file()]
 
 
-def test_staged_load_encodes_with_the_encoders_alone_and_gives_the_same_frames(tmp_path, monkeypatch):
+def test_staged_load_encodes_with_the_encoders_alone_and_gives_the_same_frames(tmp_path, request):
     """A plan with staged_load (host RAM too small for encoders + denoiser at once): the encoders load
     alone, encode and are dropped; the denoiser's pipeline is loaded without them; same frames."""
-    import dataclasses
-
     from pipelines import models
 
     job = JobSpec(prompt="a red fox", model="tiny-wan", seed=21, **SMALL)
     plain = decoded(engine.run(job, output_dir=tmp_path).path)
 
-    real_ladder = engine.plan_ladder
-    monkeypatch.setattr(engine, "plan_ladder", lambda *a, **k: [dataclasses.replace(p, staged_load=True)
-                                                                 for p in real_ladder(*a, **k)])
-    loads = []
-    real_load = models.load_pipeline
-
-    def recording_load(source, plan=None, skip=()):
-        pipe = real_load(source, plan, skip)
-        loads.append((tuple(skip), pipe.text_encoder is None, getattr(pipe, "transformer", None) is None))
-        return pipe
-
-    monkeypatch.setattr(models, "load_pipeline", recording_load)
-    monkeypatch.setattr(engine, "load_pipeline", recording_load)
+    loads = request.getfixturevalue("staged_loads")  # staged plans from here on
     staged = engine.run(job, manager=models.ModelManager(), output_dir=tmp_path)
-    assert loads[0] == (models.HEAVY_COMPONENTS, False, True)  # encoders alone
-    assert loads[1] == (models.TEXT_ENCODERS, True, False)  # then everything but the encoders
+    (skip0, pipe0), (skip1, pipe1) = loads
+    assert (skip0, pipe0.text_encoder is None, getattr(pipe0, "transformer", None) is None) == \
+        (models.HEAVY_COMPONENTS, False, True)  # encoders alone
+    assert (skip1, pipe1.text_encoder is None, getattr(pipe1, "transformer", None) is None) == \
+        (models.TEXT_ENCODERS, True, False)  # then everything but the encoders
     assert np.array_equal(plain, decoded(staged.path))

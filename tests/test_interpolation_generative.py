@@ -107,27 +107,16 @@ def test_a_reused_encoded_prompt_skips_encoding_and_gives_the_same_frames(sample
     assert len(encodes) == 3
 
 
-def test_under_a_staged_plan_a_reused_prompt_loads_no_text_encoder_again(sample_images, monkeypatch):
+def test_under_a_staged_plan_a_reused_prompt_loads_no_text_encoder_again(sample_images, staged_loads):
     from pipelines import models
 
-    real_ladder = engine.plan_ladder
-    monkeypatch.setattr(engine, "plan_ladder", lambda *a, **k: [dataclasses.replace(p, staged_load=True)
-                                                                 for p in real_ladder(*a, **k)])
-    loads = []
-    real_load = models.load_pipeline
-
-    def recording_load(source, plan=None, skip=()):
-        loads.append(tuple(skip))
-        return real_load(source, plan, skip)
-
-    monkeypatch.setattr(models, "load_pipeline", recording_load)
-    monkeypatch.setattr(engine, "load_pipeline", recording_load)
     manager = models.ModelManager()
     job = keyframes_job("tiny-wan", sample_images)
     first = engine.generate_frames(job, manager=manager)
-    assert loads == [models.HEAVY_COMPONENTS, models.TEXT_ENCODERS]  # encoders alone, then the rest
+    skips = [models.HEAVY_COMPONENTS, models.TEXT_ENCODERS]  # encoders alone, then the rest
+    assert [skip for skip, _ in staged_loads] == skips
     again = engine.generate_frames(job, manager=manager, encoded_prompt=first.encoded_prompt)
-    assert loads == [models.HEAVY_COMPONENTS, models.TEXT_ENCODERS]  # nothing loaded for the second job
+    assert [skip for skip, _ in staged_loads] == skips  # nothing loaded for the second job
     assert np.array_equal(first.frames, again.frames)
 
 
