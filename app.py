@@ -123,7 +123,7 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
         if args.quality is not None:
             raise KinetographError("--quality is a setting of --method flow; leave it out with --method generative.")
         backend = get_backend("generative", model=args.model, prompt=args.prompt or "", steps=args.steps,
-                              seed=args.seed, progress=lambda *step: bar.detail(*step))
+                              seed=args.seed, progress=bar.detail)
     else:
         if generative_flags:
             raise KinetographError(f"{', '.join(generative_flags)} only apply to --method generative; add "

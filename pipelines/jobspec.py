@@ -119,7 +119,7 @@ class JobSpec:
 
         width = self.width if self.width is not None else family.default_width
         height = self.height if self.height is not None else family.default_height
-        new_w, new_h = (_round_size(width, size_multiple), _round_size(height, size_multiple))
+        new_w, new_h = (round_size(width, size_multiple), round_size(height, size_multiple))
         if (new_w, new_h) != (width, height):
             notes.append(f"size {width}x{height} -> {new_w}x{new_h} (multiples of {size_multiple})")
 
@@ -167,5 +167,5 @@ def _round_frames(frames: int, multiple: int) -> int:
     return multiple * k + 1
 
 
-def _round_size(value: int, multiple: int) -> int:
+def round_size(value: float, multiple: int) -> int:
     return max(multiple, int(round(value / multiple)) * multiple)

@@ -38,6 +38,7 @@ import cv2
 import numpy as np
 
 from ..errors import KinetographError
+from ..jobspec import round_size
 from .flow import check_pair, check_ts
 
 __all__ = ["GenerativeBackend", "choose_frame_count", "nearest_indices", "FRAME_COUNT_CHOICES"]
@@ -186,8 +187,7 @@ class GenerativeBackend:
         ``max_side``, both sides multiples of the family's size multiple."""
         multiple = self.family.size_multiple
         scale = min(1.0, self.max_side / max(width, height))
-        return (max(multiple, int(round(width * scale / multiple)) * multiple),
-                max(multiple, int(round(height * scale / multiple)) * multiple))
+        return round_size(width * scale, multiple), round_size(height * scale, multiple)
 
     def describe(self) -> dict:
         """What to store with a result so that it can be made again (sizes and frame counts once
