@@ -78,6 +78,12 @@ thing against the line it builds on; ms are CPU ms per 720p frame, 2 threads.
 | + the previous pair's motion offered per pixel as a candidate (a temporal predictor) | +0.02 | | the global hypotheses already catch what it would |
 | (fourth session) motion estimated on Lab L instead of grey (DIS, hypotheses, visibility) | +0.04 | -0.06 | cyclist skip-2 -0.35 |
 | DIS alone on grey through sqrt / Lab-L / CLAHE contrast curves | -0.04 | -0.01..-0.06 | the visibility score on Lab L: 0.00 |
+| (fifth session, native only) each DIS flow guided-filtered by its grey frame, radius 2..8 | -0.02..-0.26 | | smoothing across motion edges |
+| median filter 3 / 5 of each DIS flow; grey blurred (sigma 0.6 / 1.0) before DIS | 0.00 / +0.02..-0.01 | | |
+| OpenCV-contrib flow instead of the whole motion step: DeepFlow / dense RLOF | -1.0 / -1.9 | | DeepFlow vtest +0.19 but loses large motion (cyclist -5 dB), 8x slower; TV-L1 > 10 s a pair |
+| re-estimation: DIS from the rendered frame to each input (seeded with the t-flow), its renderings fused in as a member | +0.11 | | vtest +0.15, cyclist +0.16, 2x the time; on top of "best" +0.02 |
+| blend weight per pixel from a linear rule (source reliability, sharpness, splat density), fitted leave-one-clip-out | +0.02 | | the oracle pick of fused / warped 0 / warped 1 per 9x9 window is +0.76 |
+| 20 % of minterpolate's own output mixed in | +0.06 | +0.06 | the two methods' errors are correlated |
 
 Bounds measured on the native triplets (2026-11-21): DIS flow from the real middle frame to
 each neighbour (an oracle) +4.0 dB over minterpolate; the best single t per triplet in
