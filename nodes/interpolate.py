@@ -28,6 +28,9 @@ except ImportError:  # standalone (tests, scripts): no progress bar, no interrup
 __all__ = ["KinetographInterpolate"]
 
 MODES = ["factor", "target fps"]
+# generative: the progress bar counts hundredths of an output frame, so that it moves with each
+# pair's denoising steps (a pair can take minutes) instead of standing still until its frames come
+GENERATION_UNITS_PER_FRAME = 100
 QUALITIES = list(QUALITY_SETTINGS)
 METHODS = ["flow", "generative"]
 KEYFRAME_MODELS = presets_for_task("keyframes")  # presets that generate between a first and a last frame
@@ -121,20 +124,36 @@ class KinetographInterpolate:
         plan = make_plan(fps, factor=factor if by_factor else None,
                          target_fps=None if by_factor else target_fps, slowmo=bool(slowmo))
         cancel = _ComfyCancel()
+        total = plan.frames_out(count)
+        units = 1 if method == "flow" else GENERATION_UNITS_PER_FRAME
+        bar = _comfy_utils.ProgressBar(total * units) if _comfy_utils is not None else None
+        shown = {"frames": 0, "value": 0}
+
+        def show(value: int) -> None:
+            value = min(max(value, shown["value"]), total * units)  # never backwards
+            shown["value"] = value
+            if bar is not None:
+                bar.update_absolute(value, total * units)
+
+        def progress(stage: str, done: int, of: int) -> None:  # output frames written
+            shown["frames"] = done
+            show(done * units)
+
+        # in-betweens per pair on average: what one pair's generation fills of the bar
+        per_pair = max(1.0, (total - count) / (count - 1))
+
+        def generation_progress(stage: str, done: int, of: int) -> None:  # inside one pair's generation
+            if stage == "denoise" and of:
+                show(int((shown["frames"] + per_pair * done / of) * units))
+
         if method == "flow":
             backend = get_backend("flow", quality=quality)
         else:  # the cancel token also stops a generation between its denoising steps
             backend = get_backend("generative", model=(model_path or "").strip() or model, prompt=prompt,
-                                  steps=steps or None, seed=seed, cancel=cancel)
+                                  steps=steps or None, seed=seed, cancel=cancel, progress=generation_progress)
 
-        total = plan.frames_out(count)
         device = _comfy_mm.intermediate_device() if _comfy_mm is not None else torch.device("cpu")
         out = torch.empty((total, height, width, 3), dtype=torch.float32, device=device)
-        bar = _comfy_utils.ProgressBar(total) if _comfy_utils is not None else None
-
-        def progress(stage: str, done: int, of: int) -> None:
-            if bar is not None:
-                bar.update_absolute(done, of or total)
 
         written = 0
         for frame in interpolate_frames(images, plan.src_fps, factor=plan.factor, target_fps=plan.target_fps,

@@ -172,6 +172,32 @@ def test_progress_and_interrupt_inside_comfyui(monkeypatch, pack, node_cls):
         run(node_cls, moving_square(count=3))
 
 
+def test_generative_progress_moves_with_denoising_steps(monkeypatch, pack, node_cls):
+    """method generative: the bar counts hundredths of a frame and moves during each pair's denoising,
+    never backwards, and ends full."""
+    module = sys.modules[PACK + ".nodes.interpolate"]
+    updates = []
+
+    class Bar:
+        def __init__(self, total):
+            self.total = total
+
+        def update_absolute(self, value, total=None):
+            updates.append((value, total))
+
+    monkeypatch.setattr(module, "_comfy_utils", SimpleNamespace(ProgressBar=Bar))
+    monkeypatch.setattr(module, "_comfy_mm", SimpleNamespace(
+        intermediate_device=lambda: torch.device("cpu"), throw_exception_if_processing_interrupted=lambda: None))
+    out, _ = run(node_cls, moving_square(count=3), method="generative", model="tiny-ltx", steps=4, seed=1)
+    units = module.GENERATION_UNITS_PER_FRAME
+    assert out.shape[0] == 5 and updates[-1] == (5 * units, 5 * units)
+    values = [value for value, _ in updates]
+    assert values == sorted(values)
+    # between frame 1 (written) and frame 2 (the first in-between), the 4 denoising steps fill the gap
+    assert [v for v in values if units < v < 2 * units] == [units + units // 4, units + units // 2,
+                                                          units + 3 * units // 4]
+
+
 def test_one_frame_is_refused_with_advice(node_cls, error_type):
     with pytest.raises(error_type, match="at least 2 frames.*connect a batch"):
         run(node_cls, moving_square(count=1))
