@@ -2,7 +2,8 @@
 
 The engine does the work (timing plan, motion or generation, scene cuts, repeated frames); this
 node turns an IMAGE batch into the engine's frame stream, writes the output frames into one
-tensor of the known output length, drives ComfyUI's progress bar and honours its interrupt.
+tensor of the known output length, drives ComfyUI's progress bar (with "generative" it also moves
+with each pair's denoising steps) and honours its interrupt.
 ``method`` picks the backend: "flow" (weight-free, fast) or "generative" (a first+last-frame
 video model generates each pair's in-betweens; its options are the optional inputs).
 """
