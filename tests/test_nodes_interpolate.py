@@ -138,60 +138,52 @@ def test_quality_best_runs(node_cls):
     assert out.shape == (5, 48, 64, 3) and fps == 32.0
 
 
-def test_progress_and_interrupt_inside_comfyui(monkeypatch, pack, node_cls):
+class Interrupted(Exception):
+    """What the fake ComfyUI raises when its Cancel button was pressed."""
+
+
+@pytest.fixture
+def inside_comfyui(monkeypatch, pack):
+    """The node as if inside ComfyUI: a recording ProgressBar and an interrupt flag that
+    ``throw_exception_if_processing_interrupted`` checks (and counts)."""
     module = sys.modules[PACK + ".nodes.interpolate"]
-    updates = []
+    comfy = SimpleNamespace(module=module, updates=[], checks=0, interrupt=False)
 
     class Bar:
         def __init__(self, total):
             self.total = total
 
         def update_absolute(self, value, total=None):
-            updates.append((value, total))
-
-    class Interrupted(Exception):
-        pass
-
-    checks = {"n": 0}
+            comfy.updates.append((value, total))
 
     def throw_if_interrupted():
-        checks["n"] += 1
-        if interrupt["on"]:
+        comfy.checks += 1
+        if comfy.interrupt:
             raise Interrupted
 
-    interrupt = {"on": False}
     monkeypatch.setattr(module, "_comfy_utils", SimpleNamespace(ProgressBar=Bar))
     monkeypatch.setattr(module, "_comfy_mm", SimpleNamespace(
         intermediate_device=lambda: torch.device("cpu"),
         throw_exception_if_processing_interrupted=throw_if_interrupted))
+    return comfy
+
+
+def test_progress_and_interrupt_inside_comfyui(inside_comfyui, node_cls):
     out, _ = run(node_cls, moving_square(count=3))
-    assert updates[-1] == (5, 5) and len(updates) == 5
-    assert checks["n"] > 0
-    interrupt["on"] = True
+    assert inside_comfyui.updates[-1] == (5, 5) and len(inside_comfyui.updates) == 5
+    assert inside_comfyui.checks > 0
+    inside_comfyui.interrupt = True
     with pytest.raises(Interrupted):
         run(node_cls, moving_square(count=3))
 
 
-def test_generative_progress_moves_with_denoising_steps(monkeypatch, pack, node_cls):
+def test_generative_progress_moves_with_denoising_steps(inside_comfyui, node_cls):
     """method generative: the bar counts hundredths of a frame and moves during each pair's denoising,
     never backwards, and ends full."""
-    module = sys.modules[PACK + ".nodes.interpolate"]
-    updates = []
-
-    class Bar:
-        def __init__(self, total):
-            self.total = total
-
-        def update_absolute(self, value, total=None):
-            updates.append((value, total))
-
-    monkeypatch.setattr(module, "_comfy_utils", SimpleNamespace(ProgressBar=Bar))
-    monkeypatch.setattr(module, "_comfy_mm", SimpleNamespace(
-        intermediate_device=lambda: torch.device("cpu"), throw_exception_if_processing_interrupted=lambda: None))
     out, _ = run(node_cls, moving_square(count=3), method="generative", model="tiny-ltx", steps=4, seed=1)
-    units = module.GENERATION_UNITS_PER_FRAME
-    assert out.shape[0] == 5 and updates[-1] == (5 * units, 5 * units)
-    values = [value for value, _ in updates]
+    units = inside_comfyui.module.GENERATION_UNITS_PER_FRAME
+    assert out.shape[0] == 5 and inside_comfyui.updates[-1] == (5 * units, 5 * units)
+    values = [value for value, _ in inside_comfyui.updates]
     assert values == sorted(values)
     # between frame 1 (written) and frame 2 (the first in-between), the 4 denoising steps fill the gap
     assert [v for v in values if units < v < 2 * units] == [units + units // 4, units + units // 2,
