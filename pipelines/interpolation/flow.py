@@ -640,9 +640,9 @@ def flow_at(motion: PairMotion, t: float, config: FlowConfig = FlowConfig()):
         k = config.hole_min_width
         wide = cv2.erode(hole, np.ones((k, k), np.uint8)).astype(bool) if k > 1 else hole.astype(bool)
         if wide.any():
-            dominant = u.copy()
-            dominant[wide] = motion.dominant
             if config.hole_fill == "choose" and motion.grey0 is not None:
+                dominant = u.copy()
+                dominant[wide] = motion.dominant
                 # In a true disocclusion one of the dominant motion's samples lands on the
                 # occluder and the pair cannot match; there it stays (validity says so).
                 smooth_cost = _pair_cost(motion, u, t, config.hole_choice_window) + config.hole_choice_bias
