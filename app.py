@@ -136,7 +136,7 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
         bar.close()
     made_by = f", {args.model} seed {backend.seed}" if args.method == "generative" else ""
     print(f"wrote {result.path}  ({result.frames_in} -> {result.frames_out} frames, "
-          f"{result.src_fps:g} -> {result.out_fps:g} fps, {result.ms_per_frame:.0f} ms per new frame{made_by}"
+          f"{result.src_fps:g} -> {result.out_fps:g} fps, {result.ms_per_frame:.0f} ms per output frame{made_by}"
           + (f", scene cuts kept at input frames {result.scene_cuts}" if result.scene_cuts else "") + ")")
     return 0
 
