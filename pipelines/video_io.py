@@ -39,6 +39,7 @@ from .errors import KinetographError
 __all__ = [
     "VideoInfo",
     "probe_video",
+    "frame_times",
     "iter_frames",
     "read_frames",
     "read_image",
@@ -202,6 +203,29 @@ def probe_video(path) -> VideoInfo:
             has_audio=bool(container.streams.audio),
             codec=stream.codec_context.name,
         )
+
+
+def frame_times(path) -> list[Fraction] | None:
+    """When each frame is shown: seconds from the first frame, in the order ``iter_frames``
+    yields frames, read from the packet timestamps (demuxing only, no decoding). Phone and
+    screen recordings are variable-rate: their frames are not ``1 / fps`` apart. None where the
+    container stores no usable timestamps (some AVI files), so the frames' spacing is unknown."""
+    container, stream = _open_video(path)
+    with container:
+        stamps = []
+        try:
+            for packet in container.demux(stream):
+                if packet.size > 0 and not packet.is_discard:
+                    if packet.pts is None:
+                        return None
+                    stamps.append(packet.pts)
+        except av.error.FFmpegError as error:
+            raise _not_readable(path, f"its packets cannot be read ({_ffmpeg_reason(error)})") from error
+        if not stamps or stream.time_base is None:
+            return None
+        stamps.sort()  # decode order -> presentation order (B-frames)
+        first, base = stamps[0], Fraction(stream.time_base)
+        return [(stamp - first) * base for stamp in stamps]
 
 
 def _check_frame_range(start, stop, step) -> None:

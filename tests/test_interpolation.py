@@ -6,11 +6,11 @@ import math
 import tracemalloc
 import wave
 from fractions import Fraction
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from video_helpers import FOOTAGE, write_variable_rate_video
 
 from pipelines.errors import JobCancelled, KinetographError
 from pipelines.interpolation import (
@@ -36,6 +36,7 @@ from pipelines.interpolation.flow import (
     render,
     with_acceleration,
 )
+from pipelines.interpolation.timing import variable_rate_clock
 from pipelines.progress import CancelToken
 from pipelines.video_io import VideoWriter, probe_video, read_frames, read_metadata
 
@@ -181,9 +182,6 @@ def test_a_hole_keeps_the_smooth_fill_where_the_dominant_motion_cannot_match():
     # the same hole where the dominant motion is right: it stays
     u_right, _ = flow_at(_hole_motion(dominant=(-4.0, 0.0)), 0.5, FlowConfig())
     assert np.abs(u_right[hole][..., 0] + 4.0).max() < 1e-6
-
-
-FOOTAGE = Path(__file__).resolve().parents[2] / "shared" / "footage"
 
 
 @pytest.mark.skipif(not (FOOTAGE / "vtest.avi").is_file(), reason="shared footage not present")
@@ -396,6 +394,17 @@ def test_slow_motion_keeps_the_fps_and_multiplies_the_frames():
     assert plan.out_fps == 30 and plan.frames_out(5) == 17
     plan = make_plan(30, target_fps=120, slowmo=True)
     assert plan.out_fps == 30 and plan.step == Fraction(1, 4)
+
+
+def test_variable_rate_clock_places_frames_by_their_timestamps():
+    # a 1 ms time base stamps 29.97 fps frames 33 and 34 ms apart: that is still a constant rate
+    assert variable_rate_clock([Fraction(round(i * 1001 / 30), 1000) for i in range(3000)]) is None
+    # a phone holds its first frame for 0.18 s, then records at 30 fps
+    phone = variable_rate_clock([Fraction(0)] + [Fraction(18, 100) + Fraction(i, 30) for i in range(40)])
+    assert phone.fps == 30 and phone.positions[1] == Fraction(54, 10) and phone.positions[-1] == Fraction(54, 10) + 39
+    # frames stamped with one time still move forward
+    same = variable_rate_clock([Fraction(k, 10) for k in (0, 1, 1, 5, 6)])
+    assert same.fps == 10 and all(b > a for a, b in zip(same.positions, same.positions[1:], strict=False))
 
 
 @pytest.mark.parametrize(
@@ -682,6 +691,43 @@ def test_interpolate_video_default_output_name(source_video):
     assert result.path.name == "source-x2.mp4" and result.path.exists()
     again = interpolate_video(source_video, factor=2, end_frame=3)
     assert again.path != result.path and again.path.exists()   # never over an existing file
+
+
+def _bright_centroid_x(frame: np.ndarray) -> float:
+    bright = frame[..., 0].astype(np.float32) > 128
+    return float(np.nonzero(bright)[1].mean())
+
+
+def test_variable_rate_video_is_timed_by_its_timestamps(tmp_path):
+    """A square moving at 40 px/s filmed with a 300 ms gap (a phone's dropped frames): every
+    output frame shows it where the clock says, and the output lasts as long as the source."""
+    times_ms = [0, 100, 200, 500, 600, 700, 800]
+    frames = []
+    for time_ms in times_ms:
+        frame = np.full((64, 96, 3), 30, np.uint8)
+        x = 10 + round(0.04 * time_ms)
+        frame[26:38, x:x + 12] = (240, 220, 40)
+        frames.append(frame)
+    src = write_variable_rate_video(tmp_path / "phone.mp4", frames, times_ms)
+    result = interpolate_video(src, tmp_path / "out.mp4", target_fps=20)
+    assert result.src_fps == 10 and result.frames_out == 17   # 0, 50, ... 800 ms
+    out = read_frames(result.path)
+    assert len(out) == 17 and abs(probe_video(result.path).fps - 20) < 1e-6
+    for j, frame in enumerate(out):
+        expected = 10 + 0.04 * 50 * j + 5.5
+        assert abs(_bright_centroid_x(frame) - expected) < 1.5, f"output frame {j}"
+    assert read_metadata(result.path)["interpolation"]["timing"].startswith("timestamps")
+
+
+@pytest.mark.skipif(not (FOOTAGE / "phone_dog_1080p.mp4").is_file(), reason="shared footage not present")
+def test_real_phone_video_keeps_its_first_frames_long_hold(tmp_path):
+    # the phone shows its first frame for 0.185 s, then records at 30 fps
+    result = interpolate_video(FOOTAGE / "phone_dog_1080p.mp4", tmp_path / "dog.mp4", factor=2, end_frame=4)
+    assert (result.src_fps, result.out_fps) == (30, 60)
+    # its 4th frame is shown at 0.251 s: 16 frames at 60 fps, not 7 at twice its 27 fps average
+    assert result.frames_out == 16
+    info = probe_video(result.path)
+    assert info.has_audio and abs(info.duration_s - 16 / 60) < 1e-6
 
 
 def test_cancel_leaves_no_output(source_video, tmp_path):

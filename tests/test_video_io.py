@@ -12,11 +12,13 @@ import av
 import numpy as np
 import pytest
 from PIL import Image
+from video_helpers import FOOTAGE, write_variable_rate_video
 
 from pipelines.errors import KinetographError
 from pipelines.video_io import (
     VideoInfo,
     VideoWriter,
+    frame_times,
     iter_frames,
     probe_video,
     read_frames,
@@ -593,9 +595,6 @@ def test_read_image_errors(tmp_path, kind):
 # real footage (optional: only where ../shared is present)
 # --------------------------------------------------------------------------------------
 
-FOOTAGE = Path(__file__).resolve().parents[2] / "shared" / "footage"
-
-
 @pytest.mark.skipif(not FOOTAGE.is_dir(), reason="shared footage not present")
 @pytest.mark.parametrize(("name", "frames", "has_audio"), [
     ("vtest.avi", 795, False), ("cityCC0.mpg", 190, False), ("carphone.mp4", 120, False),
@@ -606,3 +605,19 @@ def test_real_footage_probes_and_counts(name, frames, has_audio):
     assert info.frame_count == frames and info.has_audio == has_audio
     first = next(iter_frames(FOOTAGE / name))
     assert first.shape == (info.height, info.width, 3)
+
+
+def test_frame_times_follow_the_timestamps_of_a_variable_rate_video(tmp_path):
+    frames = [np.full((32, 48, 3), 40 * i, np.uint8) for i in range(5)]
+    path = write_variable_rate_video(tmp_path / "vfr.mp4", frames, [0, 40, 80, 300, 340])
+    assert frame_times(path) == [Fraction(ms, 1000) for ms in (0, 40, 80, 300, 340)]
+    assert len(frame_times(write_video(tmp_path / "cfr.mp4", frames, 25))) == 5
+    with pytest.raises(KinetographError, match="does not exist"):
+        frame_times(tmp_path / "missing.mp4")
+
+
+@pytest.mark.skipif(not (FOOTAGE / "phone_dog_1080p.mp4").is_file(), reason="shared footage not present")
+def test_real_phone_video_frame_times():
+    times = frame_times(FOOTAGE / "phone_dog_1080p.mp4")
+    assert len(times) == 41 and abs(times[1] - Fraction(1846, 10000)) < Fraction(1, 1000)
+    assert all(abs(b - a - Fraction(1, 30)) < Fraction(1, 1000) for a, b in zip(times[1:], times[2:], strict=False))

@@ -17,7 +17,7 @@ is estimated once per pair) and hands every output frame on as soon as it exists
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -29,7 +29,7 @@ from ..errors import KinetographError
 from ..progress import CancelToken
 from .backends import InterpolationBackend, get_backend
 from .flow import check_frame
-from .timing import TimingPlan, make_plan
+from .timing import FrameClock, TimingPlan, make_plan, variable_rate_clock
 
 __all__ = [
     "InterpolationResult",
@@ -109,12 +109,13 @@ class ShotDetector:
 
 @dataclass(eq=False)
 class _Span:
-    """Two consecutive distinct input frames (``a`` at position ``ia``, ``b`` at ``ib``)."""
+    """Two consecutive distinct input frames (``a`` at position ``ia``, ``b`` at ``ib``, in
+    input frames: their indices, or their times for a variable-rate video)."""
 
     a: np.ndarray
-    ia: int
+    ia: Fraction | int
     b: np.ndarray
-    ib: int
+    ib: Fraction | int
     cut: bool                       # a scene cut lies between them: never blended
     previous: _Span | None = None   # the span before, when in the same shot
 
@@ -122,16 +123,20 @@ class _Span:
 class StreamInterpolator:
     """Turns a stream of input frames into the output frames of ``plan``.
 
+    ``positions``: where each input frame sits in time, in frames of the plan's source fps
+    (``variable_rate_clock``); None: input frame ``i`` at ``i`` (a constant-rate video).
+
     Keeps statistics: ``frames_in``, ``frames_out``, ``scene_cuts`` (index of the first frame
     of each new shot, counted from the first input frame), ``duplicates`` (indices of input
     frames bridged as repeats)."""
 
     def __init__(self, plan: TimingPlan, backend: InterpolationBackend, dedup: bool = True,
-                 detector: ShotDetector | None = None):
+                 detector: ShotDetector | None = None, positions: Sequence[Fraction] | None = None):
         self.plan = plan
         self.backend = backend
         self.dedup = dedup
         self.detector = detector or ShotDetector()
+        self.positions = positions
         self.frames_in = 0
         self.frames_out = 0
         self.scene_cuts: list[int] = []
@@ -140,7 +145,7 @@ class StreamInterpolator:
     def run(self, frames: Iterable, cancel: CancelToken | None = None,
             on_frame: Callable[[int], None] | None = None) -> Iterator[np.ndarray]:
         anchor = anchor_thumb = None
-        anchor_index = 0
+        anchor_at = last_at = 0  # positions of the anchor and of the latest input frame
         run = 0  # repeats of the anchor seen since it
         # A span (pair of distinct frames) is rendered once the frame after it is known, so
         # that a backend that takes context sees both neighbours of the pair.
@@ -160,6 +165,7 @@ class StreamInterpolator:
                     f"{anchor.shape[1]}x{anchor.shape[0]}; all frames of a video must have one size."
                 )
             self.frames_in += 1
+            last_at = self._position(index)
             thumb = self.detector.thumb(frame)
             kind = self.detector.classify(anchor_thumb, thumb)
             if kind == "dup" and self.dedup and run < MAX_DUP_RUN:
@@ -168,27 +174,34 @@ class StreamInterpolator:
                 continue
             if kind == "cut":
                 self.scene_cuts.append(index)
-            span = _Span(anchor, anchor_index, frame, index, kind == "cut")
+            span = _Span(anchor, anchor_at, frame, last_at, kind == "cut")
             if pending is not None:
                 yield from self._span(pending, cancel, on_frame, following=span)
                 pending.previous = None  # keep one span back, not the whole chain
             span.previous = None if pending is None or pending.cut or span.cut else pending
             pending = span
-            anchor, anchor_thumb, anchor_index, run = frame, thumb, index, 0
+            anchor, anchor_thumb, anchor_at, run = frame, thumb, last_at, 0
         if anchor is None:
             raise KinetographError("The video has no frames; choose a video (or frame range) with at least 2 frames.")
         if self.frames_in < 2:
             raise KinetographError("Interpolation needs at least 2 frames; the input has 1.")
         if pending is not None:
             yield from self._span(pending, cancel, on_frame, following=None)
-        # the anchor and its trailing repeats: positions anchor_index .. last input frame
-        last = anchor_index + run
-        for sample in self.plan.samples_between(anchor_index, last + 1):
-            if sample.position > last:
+        # the anchor and its trailing repeats: positions anchor_at .. the last input frame's
+        for sample in self.plan.samples_between(anchor_at, last_at + 1):
+            if sample.position > last_at:
                 break
             if cancel is not None:
                 cancel.raise_if_cancelled()
             yield self._emit(anchor.copy(), on_frame)
+
+    def _position(self, index: int) -> Fraction | int:
+        if self.positions is None:
+            return index
+        if index < len(self.positions):
+            return self.positions[index]
+        # more frames decoded than timestamps read: carry on at the typical rate
+        return self.positions[-1] + index - len(self.positions) + 1
 
     def _span(self, span: _Span, cancel: CancelToken | None, on_frame,
               following: _Span | None) -> Iterator[np.ndarray]:
@@ -215,9 +228,9 @@ class StreamInterpolator:
             if getattr(self.backend, "accepts_context", False):
                 # neighbours within the same shot only: motion does not continue across a cut
                 if span.previous is not None:
-                    context.update(previous=span.previous.a, span_before=(ia - span.previous.ia) / length)
+                    context.update(previous=span.previous.a, span_before=float((ia - span.previous.ia) / length))
                 if following is not None and not following.cut:
-                    context.update(following=following.b, span_after=(following.ib - ib) / length)
+                    context.update(following=following.b, span_after=float((following.ib - ib) / length))
             for out in stream(a, b, pending, **context):
                 if cancel is not None:
                     cancel.raise_if_cancelled()
@@ -307,6 +320,17 @@ def _default_output(src: Path, plan: TimingPlan) -> Path:
     return src.with_name(f"{src.stem}-{tag}.mp4")
 
 
+def _source_clock(src: Path, start: int, end: int, frame_count: int) -> tuple[FrameClock | None, Fraction]:
+    """The frame clock of frames ``start``..``end`` of a variable-rate video (None for an evenly
+    spaced one) and when frame ``start`` is shown. Only the range's positions are kept."""
+    from ..video_io import frame_times
+
+    times = frame_times(src)
+    if times is None or len(times) != frame_count:  # no timestamps, or not one per frame: evenly spaced
+        return None, Fraction(0)
+    return variable_rate_clock(times[start:end]), times[start]
+
+
 def interpolate_video(src, dst=None, factor=None, target_fps=None, start_frame: int = 0, end_frame: int | None = None,
                       slowmo: bool = False, backend="flow", progress=None, cancel: CancelToken | None = None,
                       dedup: bool = True, overwrite: bool = False) -> InterpolationResult:
@@ -315,7 +339,8 @@ def interpolate_video(src, dst=None, factor=None, target_fps=None, start_frame: 
     ``factor`` N: N× the frames at N× the fps; ``target_fps`` F: output at F fps (any ratio,
     e.g. 23.976 → 60); ``slowmo``: keep the source fps and play the extra frames (N× or F/src×
     slower; the audio is dropped). ``start_frame``/``end_frame``: the range to use (end
-    exclusive, None = to the end). The audio of that range is kept in sync. ``dst=None``
+    exclusive, None = to the end). The audio of that range is kept in sync; a variable-rate
+    video (a phone's) is timed by its frames' timestamps, at its typical rate. ``dst=None``
     writes ``<src>-x2.mp4`` (or ``-60fps``) next to the source, never over an existing file.
     The settings, the backend and the scene cuts found are stored in the output's metadata.
     A failed or cancelled run leaves no output behind.
@@ -325,12 +350,13 @@ def interpolate_video(src, dst=None, factor=None, target_fps=None, start_frame: 
     started = time.perf_counter()
     src = Path(src)
     info = probe_video(src)
-    plan = make_plan(info.fps, factor, target_fps, slowmo)
     start, end = _check_range(start_frame, end_frame, info.frame_count, src)
+    clock, range_start_s = _source_clock(src, start, end, info.frame_count)
+    plan = make_plan(clock.fps if clock else info.fps, factor, target_fps, slowmo)
     engine = get_backend(backend)
     if dst is None:
         dst = unique_output_path(_default_output(src, plan))
-    total = plan.frames_out(end - start)
+    total = plan.frames_until(clock.positions[-1]) if clock else plan.frames_out(end - start)
     keep_audio = info.has_audio and not slowmo
     settings = {
         "backend": getattr(engine, "name", str(backend)),
@@ -339,11 +365,12 @@ def interpolate_video(src, dst=None, factor=None, target_fps=None, start_frame: 
         "start_frame": start,
         "end_frame": end,
         "dedup": dedup,
+        "timing": "timestamps (variable frame rate)" if clock else "constant frame rate",
         "audio": "kept" if keep_audio else ("dropped (slow motion)" if info.has_audio else "none"),
     }
     metadata = {"task": "interpolate", "source": str(src), "interpolation": settings}
-    audio_start_s = float(Fraction(start) / plan.src_fps)
-    stream = StreamInterpolator(plan, engine, dedup=dedup)
+    audio_start_s = float(range_start_s if clock else Fraction(start) / plan.src_fps)
+    stream = StreamInterpolator(plan, engine, dedup=dedup, positions=clock.positions if clock else None)
     report = _make_progress(progress, total)
     if progress is not None:
         progress("interpolate", 0, total)

@@ -10,17 +10,25 @@ position ``p_j = j · step``:
 Output frame ``j`` is input frame ``p_j`` when ``p_j`` is a whole number, otherwise the pair
 ``k = floor(p_j)``, ``k+1`` at ``t = p_j - k``. Outputs run from position 0 to the last input
 frame: ``frames_out = floor((n_in - 1) / step) + 1``.
+
+Variable-rate videos (phones, screen recordings) do not show frame ``i`` at ``i / fps``: a
+phone may hold its first frame for 0.18 s and then run at 30 fps. ``variable_rate_clock``
+gives such a video's frames their true positions (time × typical rate), and the stream places
+output frames between the input frames that bracket them in time, so picture and sound stay
+together. Evenly spaced videos keep whole-number positions.
 """
 from __future__ import annotations
 
 import math
+import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
 from ..errors import KinetographError
 from ..video_io import fps_as_fraction
 
-__all__ = ["MAX_FACTOR", "Sample", "TimingPlan", "make_plan", "as_fps"]
+__all__ = ["MAX_FACTOR", "Sample", "TimingPlan", "FrameClock", "make_plan", "as_fps", "variable_rate_clock"]
 
 MAX_FACTOR = 16  # more in-betweens than this per input frame is a mistake, not a job
 
@@ -59,7 +67,11 @@ class TimingPlan:
         """Output frames for ``n_in`` input frames (positions 0 .. n_in-1 inclusive)."""
         if n_in < 1:
             return 0
-        return math.floor((n_in - 1) / self.step) + 1
+        return self.frames_until(n_in - 1)
+
+    def frames_until(self, last_position) -> int:
+        """Output frames from position 0 to ``last_position`` (the last input frame's) inclusive."""
+        return math.floor(Fraction(last_position) / self.step) + 1
 
     def sample(self, index: int) -> Sample:
         position = index * self.step
@@ -120,3 +132,53 @@ def make_plan(src_fps, factor=None, target_fps=None, slowmo: bool = False) -> Ti
             )
         out = src if slowmo else target
     return TimingPlan(src_fps=src, out_fps=out, step=step, factor=factor, target_fps=target, slowmo=slowmo)
+
+
+# A frame further than this (in frames) from where a constant rate would put it makes the
+# video variable-rate; closer is timestamp rounding.
+_IRREGULAR_FRAMES = Fraction(1, 4)
+
+
+@dataclass(frozen=True)
+class FrameClock:
+    """A variable-rate video's typical rate and each frame's position (in frames of that rate)."""
+
+    fps: Fraction
+    positions: tuple[Fraction, ...]
+
+
+def _typical_rate(spacings: Sequence[Fraction]) -> Fraction:
+    """The rate of the usual spacing between frames: the mean of the spacings within 25 % of
+    the median (gaps left out; a 1 ms time base stamps 29.97 fps frames 33 and 34 ms apart),
+    snapped to the nearest whole or NTSC rate within 1 % (phones stamp 30 fps give or take a tick)."""
+    median = statistics.median(spacings)
+    usual = [s for s in spacings if abs(s - median) <= median / 4]
+    rate = len(usual) / sum(usual, Fraction(0))
+    ntsc = Fraction(round(rate * Fraction(1001, 1000)) * 1000, 1001)
+    nearest = min((Fraction(round(rate)), ntsc), key=lambda standard: abs(rate - standard))
+    if nearest > 0 and abs(rate - nearest) <= nearest / 100:
+        return nearest
+    return Fraction(rate).limit_denominator(1001)
+
+
+def variable_rate_clock(times: Sequence[Fraction]) -> FrameClock | None:
+    """For frame times in seconds (from ``video_io.frame_times``): None when the frames are
+    evenly spaced (within a quarter frame of ``i / fps``), else the typical rate (from the median
+    spacing) and every frame's position, ``(time - first time) × rate``. Positions always
+    increase: frames stamped with one time are spread a hundredth of a frame apart."""
+    if len(times) < 3:
+        return None
+    origin = Fraction(times[0])
+    spacings = [Fraction(b) - Fraction(a) for a, b in zip(times, times[1:], strict=False) if b > a]
+    if not spacings:
+        return None
+    rate = _typical_rate(spacings)
+    positions = []
+    for time in times:
+        position = (Fraction(time) - origin) * rate
+        if positions and position <= positions[-1]:
+            position = positions[-1] + Fraction(1, 100)
+        positions.append(position)
+    if all(abs(position - i) <= _IRREGULAR_FRAMES for i, position in enumerate(positions)):
+        return None
+    return FrameClock(rate, tuple(positions))
