@@ -92,6 +92,8 @@ thing against the line it builds on; ms are CPU ms per 720p frame, 2 threads.
 | wide holes redefined as weak splat support (den < 0.05 / 0.2) | -0.01 | -0.01 | |
 | hypotheses only where the quick flow fails its fb check | +0.01 | +0.02 | a square moving 12 px is then lost (consistent but wrong quick flow); with a poor-match escape the gain is 0 |
 | where both frames agree within 0..4 levels (5x5), their average instead of the rendering | +0.01 | -0.01 | static regions are already right |
+| (seventh session) wide holes: a robust affine fit of the reliable flow instead of the median motion | 0.00 | 0.00 | holes are too few pixels to matter on this footage |
+| visibility from splat coverage: a frame's weight cut where none of its pixels land (box 3-9) but the other's do | 0.00 | -0.01 | the fb-weighted splat and the validity check already say it |
 
 Bounds measured on the native triplets (2026-11-21): DIS flow from the real middle frame to
 each neighbour (an oracle) +4.0 dB over minterpolate; the best single t per triplet in
