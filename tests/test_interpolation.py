@@ -36,7 +36,7 @@ from pipelines.interpolation.flow import (
     render,
     with_acceleration,
 )
-from pipelines.interpolation.timing import variable_rate_clock
+from pipelines.interpolation.timing import frame_clock
 from pipelines.progress import CancelToken
 from pipelines.video_io import VideoWriter, probe_video, read_frames, read_metadata
 
@@ -396,15 +396,17 @@ def test_slow_motion_keeps_the_fps_and_multiplies_the_frames():
     assert plan.out_fps == 30 and plan.step == Fraction(1, 4)
 
 
-def test_variable_rate_clock_places_frames_by_their_timestamps():
+def test_frame_clock_places_frames_by_their_timestamps():
     # a 1 ms time base stamps 29.97 fps frames 33 and 34 ms apart: that is still a constant rate
-    assert variable_rate_clock([Fraction(round(i * 1001 / 30), 1000) for i in range(3000)]) is None
+    ntsc = frame_clock([Fraction(round(i * 1001 / 30), 1000) for i in range(3000)])
+    assert ntsc.fps == Fraction(30000, 1001) and ntsc.positions is None
     # a phone holds its first frame for 0.18 s, then records at 30 fps
-    phone = variable_rate_clock([Fraction(0)] + [Fraction(18, 100) + Fraction(i, 30) for i in range(40)])
+    phone = frame_clock([Fraction(0)] + [Fraction(18, 100) + Fraction(i, 30) for i in range(40)])
     assert phone.fps == 30 and phone.positions[1] == Fraction(54, 10) and phone.positions[-1] == Fraction(54, 10) + 39
     # frames stamped with one time still move forward
-    same = variable_rate_clock([Fraction(k, 10) for k in (0, 1, 1, 5, 6)])
+    same = frame_clock([Fraction(k, 10) for k in (0, 1, 1, 5, 6)])
     assert same.fps == 10 and all(b > a for a, b in zip(same.positions, same.positions[1:], strict=False))
+    assert frame_clock([Fraction(0)]) is None and frame_clock([Fraction(0), Fraction(0)]) is None
 
 
 @pytest.mark.parametrize(
@@ -728,6 +730,11 @@ def test_real_phone_video_keeps_its_first_frames_long_hold(tmp_path):
     assert result.frames_out == 16
     info = probe_video(result.path)
     assert info.has_audio and abs(info.duration_s - 16 / 60) < 1e-6
+    # frames 10..13 are evenly spaced: they keep 30 fps too, not the file's 27 fps average
+    later = interpolate_video(FOOTAGE / "phone_dog_1080p.mp4", tmp_path / "later.mp4", factor=2, start_frame=10,
+                              end_frame=13)
+    assert (later.src_fps, later.out_fps, later.frames_out) == (30, 60, 5)
+    assert read_metadata(later.path)["interpolation"]["timing"] == "constant frame rate"
 
 
 def test_cancel_leaves_no_output(source_video, tmp_path):

@@ -29,7 +29,7 @@ from ..errors import KinetographError
 from ..progress import CancelToken
 from .backends import InterpolationBackend, get_backend
 from .flow import check_frame
-from .timing import FrameClock, TimingPlan, make_plan, variable_rate_clock
+from .timing import TimingPlan, frame_clock, make_plan
 
 __all__ = [
     "InterpolationResult",
@@ -124,7 +124,7 @@ class StreamInterpolator:
     """Turns a stream of input frames into the output frames of ``plan``.
 
     ``positions``: where each input frame sits in time, in frames of the plan's source fps
-    (``variable_rate_clock``); None: input frame ``i`` at ``i`` (a constant-rate video).
+    (``timing.frame_clock``); None: input frame ``i`` at ``i`` (a constant-rate video).
 
     Keeps statistics: ``frames_in``, ``frames_out``, ``scene_cuts`` (index of the first frame
     of each new shot, counted from the first input frame), ``duplicates`` (indices of input
@@ -320,15 +320,21 @@ def _default_output(src: Path, plan: TimingPlan) -> Path:
     return src.with_name(f"{src.stem}-{tag}.mp4")
 
 
-def _source_clock(src: Path, start: int, end: int, frame_count: int) -> tuple[FrameClock | None, Fraction]:
-    """The frame clock of frames ``start``..``end`` of a variable-rate video (None for an evenly
-    spaced one) and when frame ``start`` is shown. Only the range's positions are kept."""
+def _source_rate(src: Path, start: int, end: int, info) -> tuple[Fraction | float, tuple | None, Fraction | None]:
+    """(rate, positions, when frame ``start`` is shown or None) for frames ``start``..``end``: their
+    typical rate from the timestamps and, for a variable-rate range, each frame's position
+    (None: evenly spaced). An evenly spaced range keeps the container's exact rate where the
+    timestamps agree with it; a phone's file-wide average (27 fps for a 30 fps clip with a
+    held first frame) is not the rate of its frames. Only the range's positions are kept."""
     from ..video_io import frame_times
 
     times = frame_times(src)
-    if times is None or len(times) != frame_count:  # no timestamps, or not one per frame: evenly spaced
-        return None, Fraction(0)
-    return variable_rate_clock(times[start:end]), times[start]
+    if times is None or len(times) != info.frame_count:  # no timestamps, or not one per frame
+        return info.fps, None, None
+    clock = frame_clock(times[start:end])
+    if clock is None or (clock.positions is None and abs(clock.fps - Fraction(info.fps)) <= clock.fps / 200):
+        return info.fps, None, times[start]
+    return clock.fps, clock.positions, times[start]
 
 
 def interpolate_video(src, dst=None, factor=None, target_fps=None, start_frame: int = 0, end_frame: int | None = None,
@@ -351,12 +357,12 @@ def interpolate_video(src, dst=None, factor=None, target_fps=None, start_frame: 
     src = Path(src)
     info = probe_video(src)
     start, end = _check_range(start_frame, end_frame, info.frame_count, src)
-    clock, range_start_s = _source_clock(src, start, end, info.frame_count)
-    plan = make_plan(clock.fps if clock else info.fps, factor, target_fps, slowmo)
+    src_fps, positions, range_start_s = _source_rate(src, start, end, info)
+    plan = make_plan(src_fps, factor, target_fps, slowmo)
     engine = get_backend(backend)
     if dst is None:
         dst = unique_output_path(_default_output(src, plan))
-    total = plan.frames_until(clock.positions[-1]) if clock else plan.frames_out(end - start)
+    total = plan.frames_until(positions[-1]) if positions else plan.frames_out(end - start)
     keep_audio = info.has_audio and not slowmo
     settings = {
         "backend": getattr(engine, "name", str(backend)),
@@ -365,12 +371,12 @@ def interpolate_video(src, dst=None, factor=None, target_fps=None, start_frame: 
         "start_frame": start,
         "end_frame": end,
         "dedup": dedup,
-        "timing": "timestamps (variable frame rate)" if clock else "constant frame rate",
+        "timing": "timestamps (variable frame rate)" if positions else "constant frame rate",
         "audio": "kept" if keep_audio else ("dropped (slow motion)" if info.has_audio else "none"),
     }
     metadata = {"task": "interpolate", "source": str(src), "interpolation": settings}
-    audio_start_s = float(range_start_s if clock else Fraction(start) / plan.src_fps)
-    stream = StreamInterpolator(plan, engine, dedup=dedup, positions=clock.positions if clock else None)
+    audio_start_s = float(Fraction(start) / plan.src_fps if range_start_s is None else range_start_s)
+    stream = StreamInterpolator(plan, engine, dedup=dedup, positions=positions)
     report = _make_progress(progress, total)
     if progress is not None:
         progress("interpolate", 0, total)

@@ -12,8 +12,7 @@ Output frame ``j`` is input frame ``p_j`` when ``p_j`` is a whole number, otherw
 frame: ``frames_out = floor((n_in - 1) / step) + 1``.
 
 Variable-rate videos (phones, screen recordings) do not show frame ``i`` at ``i / fps``: a
-phone may hold its first frame for 0.18 s and then run at 30 fps. ``variable_rate_clock``
-gives such a video's frames their true positions (time × typical rate), and the stream places
+phone may hold its first frame for 0.18 s and then run at 30 fps. ``frame_clock`` gives such a video's frames their true positions (time × typical rate), and the stream places
 output frames between the input frames that bracket them in time, so picture and sound stay
 together. Evenly spaced videos keep whole-number positions.
 """
@@ -28,7 +27,7 @@ from fractions import Fraction
 from ..errors import KinetographError
 from ..video_io import fps_as_fraction
 
-__all__ = ["MAX_FACTOR", "Sample", "TimingPlan", "FrameClock", "make_plan", "as_fps", "variable_rate_clock"]
+__all__ = ["MAX_FACTOR", "Sample", "TimingPlan", "FrameClock", "make_plan", "as_fps", "frame_clock"]
 
 MAX_FACTOR = 16  # more in-betweens than this per input frame is a mistake, not a job
 
@@ -141,10 +140,11 @@ _IRREGULAR_FRAMES = Fraction(1, 4)
 
 @dataclass(frozen=True)
 class FrameClock:
-    """A variable-rate video's typical rate and each frame's position (in frames of that rate)."""
+    """A video's typical frame rate and, for a variable-rate one, each frame's position (in
+    frames of that rate); ``positions`` None: frame ``i`` is at ``i``."""
 
     fps: Fraction
-    positions: tuple[Fraction, ...]
+    positions: tuple[Fraction, ...] | None
 
 
 def _typical_rate(spacings: Sequence[Fraction]) -> Fraction:
@@ -161,14 +161,13 @@ def _typical_rate(spacings: Sequence[Fraction]) -> Fraction:
     return Fraction(rate).limit_denominator(1001)
 
 
-def variable_rate_clock(times: Sequence[Fraction]) -> FrameClock | None:
-    """For frame times in seconds (from ``video_io.frame_times``): None when the frames are
-    evenly spaced (within a quarter frame of ``i / fps``), else the typical rate (from the median
-    spacing) and every frame's position, ``(time - first time) × rate``. Positions always
-    increase: frames stamped with one time are spread a hundredth of a frame apart."""
-    if len(times) < 3:
-        return None
-    origin = Fraction(times[0])
+def frame_clock(times: Sequence[Fraction]) -> FrameClock | None:
+    """The clock of frames shown at ``times`` (seconds, from ``video_io.frame_times``): their
+    typical rate (from the usual spacing) and, when they are not evenly spaced (a frame more
+    than a quarter frame from ``i / rate``), every frame's position ``(time - first) × rate``;
+    None with fewer than two distinct times. Positions always increase: frames stamped with
+    one time are spread a hundredth of a frame apart."""
+    origin = Fraction(times[0]) if times else Fraction(0)
     spacings = [Fraction(b) - Fraction(a) for a, b in zip(times, times[1:], strict=False) if b > a]
     if not spacings:
         return None
@@ -180,5 +179,5 @@ def variable_rate_clock(times: Sequence[Fraction]) -> FrameClock | None:
             position = positions[-1] + Fraction(1, 100)
         positions.append(position)
     if all(abs(position - i) <= _IRREGULAR_FRAMES for i, position in enumerate(positions)):
-        return None
+        return FrameClock(rate, None)
     return FrameClock(rate, tuple(positions))
