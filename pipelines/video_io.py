@@ -150,10 +150,14 @@ def _trusted_declared_frame_count(stream) -> int | None:
     return declared
 
 
+def _presented_packets(container, stream) -> Iterator:
+    """The packets of frames that are shown (demuxing, no decoding): one per frame, without the
+    ones an edit list marks as discarded and the empty flush packet at the end."""
+    return (packet for packet in container.demux(stream) if packet.size > 0 and not packet.is_discard)
+
+
 def _count_presented_packets(container, stream) -> int:
-    """Frames counted by demuxing (no decoding): one packet per frame, minus the ones an
-    edit list marks as discarded and the empty flush packet at the end."""
-    return sum(1 for packet in container.demux(stream) if packet.size > 0 and not packet.is_discard)
+    return sum(1 for _ in _presented_packets(container, stream))
 
 
 def _display_rotation_quarter_turns(frame) -> int:
@@ -212,16 +216,17 @@ def frame_times(path) -> list[Fraction] | None:
     container stores no usable timestamps (some AVI files), so the frames' spacing is unknown."""
     container, stream = _open_video(path)
     with container:
+        if stream.time_base is None:
+            return None
         stamps = []
         try:
-            for packet in container.demux(stream):
-                if packet.size > 0 and not packet.is_discard:
-                    if packet.pts is None:
-                        return None
-                    stamps.append(packet.pts)
+            for packet in _presented_packets(container, stream):
+                if packet.pts is None:
+                    return None
+                stamps.append(packet.pts)
         except av.error.FFmpegError as error:
             raise _not_readable(path, f"its packets cannot be read ({_ffmpeg_reason(error)})") from error
-        if not stamps or stream.time_base is None:
+        if not stamps:
             return None
         stamps.sort()  # decode order -> presentation order (B-frames)
         first, base = stamps[0], Fraction(stream.time_base)

@@ -12,8 +12,9 @@ Output frame ``j`` is input frame ``p_j`` when ``p_j`` is a whole number, otherw
 frame: ``frames_out = floor((n_in - 1) / step) + 1``.
 
 Variable-rate videos (phones, screen recordings) do not show frame ``i`` at ``i / fps``: a
-phone may hold its first frame for 0.18 s and then run at 30 fps. ``frame_clock`` gives such a video's frames their true positions (time × typical rate), and the stream places
-output frames between the input frames that bracket them in time, so picture and sound stay
+phone may hold its first frame for 0.18 s and then run at 30 fps. ``frame_clock`` gives such
+a video's frames their true positions (time × typical rate), and the stream places output
+frames between the input frames that bracket them in time, so picture and sound stay
 together. Evenly spaced videos keep whole-number positions.
 """
 from __future__ import annotations
