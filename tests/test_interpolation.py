@@ -30,6 +30,7 @@ from pipelines.interpolation.flow import (
     FlowConfig,
     PairMotion,
     _render_torch,
+    _sample_validity,
     estimate_motion,
     estimate_motions,
     flow_at,
@@ -182,6 +183,22 @@ def test_a_hole_keeps_the_smooth_fill_where_the_dominant_motion_cannot_match():
     # the same hole where the dominant motion is right: it stays
     u_right, _ = flow_at(_hole_motion(dominant=(-4.0, 0.0)), 0.5, FlowConfig())
     assert np.abs(u_right[hole][..., 0] + 4.0).max() < 1e-6
+
+
+@pytest.mark.skipif(not (FOOTAGE / "vtest.avi").is_file(), reason="shared footage not present")
+def test_chosen_hole_fill_reports_the_validity_of_the_field_it_returns():
+    """flow_at re-evaluates validity only where it keeps the smooth fill; the result must equal
+    a full evaluation on the field it returns (on a real pair where both fills are chosen)."""
+    before, after = read_frames(FOOTAGE / "vtest.avi", start=352, stop=355)[::2]
+    config = FlowConfig()
+    motion = estimate_motion(before, after, config)
+    u_dominant, _ = flow_at(motion, 0.5, FlowConfig(hole_fill="dominant"))
+    u, vis = flow_at(motion, 0.5, config)
+    kept_smooth = np.abs(u - u_dominant).max(axis=2) > 1e-3
+    assert kept_smooth.sum() > 20
+    full = _sample_validity(motion, u, 0.5, config)
+    for part, whole in zip(vis, full, strict=True):
+        np.testing.assert_allclose(part, whole, rtol=0, atol=1e-6)  # SIMD rounding only
 
 
 @pytest.mark.skipif(not (FOOTAGE / "vtest.avi").is_file(), reason="shared footage not present")
