@@ -716,11 +716,12 @@ def _warps_cv(frame0: np.ndarray, frame1: np.ndarray, motion: PairMotion, t: flo
     """Frame 0 and frame 1 warped to time t along one motion estimate, and their blend weights
     (full size, in the frames' own orientation)."""
     H, W = frame0.shape[:2]
-    if motion.flip:
-        frame0, frame1 = _flipped(frame0, motion.flip), _flipped(frame1, motion.flip)
     u_small, vis = flow_at(motion, t, config)
     blend = _blend_weights(u_small, t, motion.scale, (W, H), vis)
-    shifts = _bend(motion, u_small, t)
+    shifts = _bend(motion, u_small, t)  # None for flipped members: they carry no acceleration
+    if motion.flip:  # back to the frames' orientation at flow size, cheaper than flipping full-size images
+        u_small = _flipped_flow(u_small, motion.flip)
+        blend = blend and [_flipped(a, motion.flip) for a in blend]
     u = _full_size_flow(u_small, motion.scale, (W, H))
     gx, gy = _grid(H, W)
     ux, uy = u[..., 0], u[..., 1]
@@ -735,8 +736,6 @@ def _warps_cv(frame0: np.ndarray, frame1: np.ndarray, motion: PairMotion, t: flo
     w0 = cv2.remap(frame0, *maps[0], interpolation, borderMode=cv2.BORDER_REPLICATE)
     w1 = cv2.remap(frame1, *maps[1], interpolation, borderMode=cv2.BORDER_REPLICATE)
     a0, a1 = _full_size_weights(blend, t, (W, H))
-    if motion.flip:
-        w0, w1, a0, a1 = (_flipped(x, motion.flip) for x in (w0, w1, a0, a1))
     return w0, w1, a0, a1
 
 
