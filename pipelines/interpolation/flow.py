@@ -100,6 +100,7 @@ thing against the line it builds on; ms are CPU ms per 720p frame, 2 threads.
 | flow at 960 px for 720p and 1080p frames (bbb / sam2 / phone_dog) | +0.07 / +0.20 / +0.03 | 0.00 / +0.07 / 0.00 | 1.5x the time at 720p: over the 0.33x budget |
 | Lanczos4 above 0.6 MP too (bbb / sam2 / phone_dog) | 0.00 | 0.00 | 1080p +320 ms |
 | output chroma (YCrCb) blurred, sigma 0.5 | -0.23 | | 76-99 % of the squared error is luma anyway |
+| each frame's sample validity smoothed before the blend (box 3 / median 3) | -0.00 / -0.00 | +0.01 / 0.00 | |
 
 Bounds measured on the native triplets (2026-11-21): DIS flow from the real middle frame to
 each neighbour (an oracle) +4.0 dB over minterpolate; the best single t per triplet in
