@@ -154,10 +154,11 @@ def test_large_motion_is_found_and_the_uncovered_background_is_filled():
     assert psnr(out, expected) > psnr(fade, expected) + 4
 
 
-def _hole_motion(dominant=(0.0, 0.0), shift=-4):
+def _hole_motion(dominant=(0.0, 0.0), shift=-4, scale=1):
     """A pair whose local content moves ``shift`` px in x everywhere, but whose pixels in the
-    middle block are unreliable (weight 0): at time t nothing lands there (a hole)."""
-    h, w = 80, 120
+    middle block are unreliable (weight 0): at time t nothing lands there (a hole).
+    ``scale`` multiplies the frame's and the hole's size."""
+    h, w = 80 * scale, 120 * scale
     big = cv2.cvtColor(texture(h, w + 16, 41), cv2.COLOR_RGB2GRAY).astype(np.float32)
     g0 = np.ascontiguousarray(big[:, 8:8 + w])
     g1 = np.ascontiguousarray(big[:, 8 - shift:8 - shift + w])  # g1(x) = g0(x + shift)
@@ -165,7 +166,7 @@ def _hole_motion(dominant=(0.0, 0.0), shift=-4):
     f01[..., 0] = shift
     f10 = -f01
     weight = np.ones((h, w), np.float32)
-    weight[20:60, 40:80] = 0.0
+    weight[20 * scale:60 * scale, 40 * scale:80 * scale] = 0.0
     return PairMotion(1.0, f01, f10, weight, weight.copy(), [], dominant, grey0=g0, grey1=g1)
 
 
@@ -183,6 +184,18 @@ def test_a_hole_keeps_the_smooth_fill_where_the_dominant_motion_cannot_match():
     # the same hole where the dominant motion is right: it stays
     u_right, _ = flow_at(_hole_motion(dominant=(-4.0, 0.0)), 0.5, FlowConfig())
     assert np.abs(u_right[hole][..., 0] + 4.0).max() < 1e-6
+
+
+def test_a_hole_wider_than_opencvs_remap_limit_keeps_the_smooth_fill():
+    """Over 32767 pixels keep the smooth fill (OpenCV's remap refuses an image that many rows
+    high): their validity is still evaluated, and equals a full evaluation."""
+    motion = _hole_motion(scale=6)
+    u, vis = flow_at(motion, 0.5, FlowConfig())
+    hole = (slice(150, 330), slice(260, 460))
+    assert np.abs(u[hole][..., 0] + 4.0).max() < 0.5
+    assert (np.abs(u[..., 0] + 4.0) < 0.5).sum() > 40_000
+    for part, whole in zip(vis, _sample_validity(motion, u, 0.5, FlowConfig()), strict=True):
+        np.testing.assert_allclose(part, whole, rtol=0, atol=1e-6)
 
 
 @pytest.mark.skipif(not (FOOTAGE / "vtest.avi").is_file(), reason="shared footage not present")

@@ -610,11 +610,21 @@ def _pair_cost(motion: PairMotion, u: np.ndarray, t: float, window: int) -> np.n
     return cv2.boxFilter(cv2.absdiff(sample0, sample1), -1, (window, window))
 
 
+def _as_image(values: np.ndarray, width: int = 1024) -> np.ndarray:
+    """N values (N×... array) laid out as an image ``width`` wide, the last row padded with the
+    last value: OpenCV's remap takes images under 32767 pixels on a side, not N×1 columns."""
+    n = len(values)
+    width = min(n, width)
+    rows = -(-n // width)
+    padded = np.concatenate([values, np.repeat(values[-1:], rows * width - n, axis=0)])
+    return np.ascontiguousarray(padded.reshape(rows, width, *values.shape[1:]))
+
+
 def _sample_validity(motion: PairMotion, u: np.ndarray, t: float, config: FlowConfig, at=None):
     """For each frame, 1 where the sample that the time-t flow ``u`` takes from it is valid, down
     to 0 where it lands on a reliable pixel that moves differently (another surface); None when
     ``config.validity`` is 0. Each pixel's value depends only on its own position and ``u``
-    there, so ``at`` = (xs, ys) evaluates it at those positions alone (``u`` then N×1×2)."""
+    there, so ``at`` = (xs, ys) evaluates it at those positions alone (``u`` of their shape)."""
     if config.validity <= 0:
         return None
     gx, gy = at if at is not None else _grid(*u.shape[:2])
@@ -665,10 +675,10 @@ def flow_at(motion: PairMotion, t: float, config: FlowConfig = FlowConfig()):
                 ys, xs = np.nonzero(wide & smooth_better)
                 dominant[ys, xs] = smooth_u = smooth[ys, xs]
                 if valid is not None and len(ys):
-                    kept = _sample_validity(motion, smooth_u[:, None], t, config,
-                                            at=(xs[:, None].astype(np.float32), ys[:, None].astype(np.float32)))
+                    kept = _sample_validity(motion, _as_image(smooth_u), t, config,
+                                            at=(_as_image(xs.astype(np.float32)), _as_image(ys.astype(np.float32))))
                     for full, part in zip(valid, kept, strict=True):
-                        full[ys, xs] = part[:, 0]
+                        full[ys, xs] = part.reshape(-1)[:len(ys)]
                 return dominant, valid
             u[wide] = motion.dominant
     return u, _sample_validity(motion, u, t, config)
