@@ -722,17 +722,26 @@ def _full_size_flow(u: np.ndarray, scale: float, size: tuple[int, int]) -> np.nd
     return u
 
 
+def _fields_at(motion: PairMotion, t: float, config: FlowConfig, size: tuple[int, int]):
+    """One motion estimate at time t, in the frames' own orientation: the time-t flow (flow
+    size), the per-frame blend weights (``_blend_weights``) and the acceleration shifts
+    (``_bend``). A flipped member's fields are flipped back here, at flow size: cheaper than
+    flipping the full-size frames and renderings."""
+    u_small, vis = flow_at(motion, t, config)
+    blend = _blend_weights(u_small, t, motion.scale, size, vis)
+    shifts = _bend(motion, u_small, t)  # (None, None) for flipped members: they carry no acceleration
+    if motion.flip:
+        u_small = _flipped_flow(u_small, motion.flip)
+        blend = blend and [_flipped(a, motion.flip) for a in blend]
+    return u_small, blend, shifts
+
+
 def _warps_cv(frame0: np.ndarray, frame1: np.ndarray, motion: PairMotion, t: float, config: FlowConfig,
               interpolation: int):
     """Frame 0 and frame 1 warped to time t along one motion estimate, and their blend weights
     (full size, in the frames' own orientation)."""
     H, W = frame0.shape[:2]
-    u_small, vis = flow_at(motion, t, config)
-    blend = _blend_weights(u_small, t, motion.scale, (W, H), vis)
-    shifts = _bend(motion, u_small, t)  # None for flipped members: they carry no acceleration
-    if motion.flip:  # back to the frames' orientation at flow size, cheaper than flipping full-size images
-        u_small = _flipped_flow(u_small, motion.flip)
-        blend = blend and [_flipped(a, motion.flip) for a in blend]
+    u_small, blend, shifts = _fields_at(motion, t, config, (W, H))
     u = _full_size_flow(u_small, motion.scale, (W, H))
     gx, gy = _grid(H, W)
     ux, uy = u[..., 0], u[..., 1]
@@ -784,12 +793,7 @@ def _render_torch(frame0: np.ndarray, frame1: np.ndarray, motions, t: float, con
         ys = torch.arange(H, device=device, dtype=torch.float32).view(1, H, 1)
         xs = torch.arange(W, device=device, dtype=torch.float32).view(1, 1, W)
         for motion in motions:
-            u_small, vis = flow_at(motion, t, config)
-            blend = _blend_weights(u_small, t, motion.scale, (W, H), vis)
-            shifts = _bend(motion, u_small, t)  # None for flipped members: they carry no acceleration
-            if motion.flip:  # back to the frames' orientation
-                u_small = _flipped_flow(u_small, motion.flip)
-                blend = blend and [_flipped(a, motion.flip) for a in blend]
+            u_small, blend, shifts = _fields_at(motion, t, config, (W, H))
 
             def full_size(field, scale=motion.scale):
                 field = torch.from_numpy(np.ascontiguousarray(field)).to(device).permute(2, 0, 1)[None]  # 1×2×h×w
