@@ -254,6 +254,12 @@ def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     return grid
 
 
+def _sample_points(u: np.ndarray, step: float, gx: np.ndarray, gy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Remap maps (x + step·u_x, y + step·u_y): where a frame ``step`` of the motion ``u`` away
+    is sampled (-t for frame 0, 1-t for frame 1)."""
+    return cv2.scaleAdd(u[..., 0], step, gx), cv2.scaleAdd(u[..., 1], step, gy)
+
+
 def _dis(preset: int, shape: tuple[int, int], seeded: bool) -> cv2.DISOpticalFlow:
     """One DIS instance per thread, size and use. OpenCV 5.0 crashes (segfault) when an instance
     that was given an initial flow is later called on another frame size without one."""
@@ -592,8 +598,8 @@ def _bend(motion: PairMotion, u_small: np.ndarray, t: float):
         if accel is None:
             shifts.append(None)
             continue
-        at = cv2.remap(accel, cv2.scaleAdd(u_small[..., 0], step, gx), cv2.scaleAdd(u_small[..., 1], step, gy),
-                       cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        at = cv2.remap(accel, *_sample_points(u_small, step, gx, gy), cv2.INTER_LINEAR,
+                       borderMode=cv2.BORDER_REPLICATE)
         shifts.append(at * k)
     return shifts
 
@@ -603,10 +609,10 @@ def _pair_cost(motion: PairMotion, u: np.ndarray, t: float, window: int) -> np.n
     the two samples that a time-t flow ``u`` takes agree."""
     h, w = u.shape[:2]
     gx, gy = _grid(h, w)
-    sample0 = cv2.remap(motion.grey0, cv2.scaleAdd(u[..., 0], -t, gx), cv2.scaleAdd(u[..., 1], -t, gy),
-                        cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    sample1 = cv2.remap(motion.grey1, cv2.scaleAdd(u[..., 0], 1.0 - t, gx), cv2.scaleAdd(u[..., 1], 1.0 - t, gy),
-                        cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    sample0 = cv2.remap(motion.grey0, *_sample_points(u, -t, gx, gy), cv2.INTER_LINEAR,
+                        borderMode=cv2.BORDER_REPLICATE)
+    sample1 = cv2.remap(motion.grey1, *_sample_points(u, 1.0 - t, gx, gy), cv2.INTER_LINEAR,
+                        borderMode=cv2.BORDER_REPLICATE)
     return cv2.boxFilter(cv2.absdiff(sample0, sample1), -1, (window, window))
 
 
@@ -631,7 +637,7 @@ def _sample_validity(motion: PairMotion, u: np.ndarray, t: float, config: FlowCo
     thr = config.validity + 0.25 * cv2.magnitude(u[..., 0], u[..., 1])
     vis = []
     for k, flow, weight, sign in ((-t, motion.f01, motion.weight0, 1.0), (1.0 - t, motion.f10, motion.weight1, -1.0)):
-        mx, my = cv2.scaleAdd(u[..., 0], k, gx), cv2.scaleAdd(u[..., 1], k, gy)
+        mx, my = _sample_points(u, k, gx, gy)
         there = cv2.remap(flow, mx, my, cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE) * sign
         reliable = cv2.remap(weight.astype(np.float32), mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         d = cv2.magnitude(there[..., 0] - u[..., 0], there[..., 1] - u[..., 1])
@@ -660,28 +666,35 @@ def flow_at(motion: PairMotion, t: float, config: FlowConfig = FlowConfig()):
         wide = cv2.erode(hole, np.ones((k, k), np.uint8)).astype(bool) if k > 1 else hole.astype(bool)
         if wide.any():
             if config.hole_fill == "choose" and motion.grey0 is not None:
-                smooth = u
-                dominant = u.copy()
-                dominant[wide] = motion.dominant
-                # In a true disocclusion one of the dominant motion's samples lands on the
-                # occluder and the pair cannot match; there it stays (validity says so).
-                smooth_cost = _pair_cost(motion, u, t, config.hole_choice_window) + config.hole_choice_bias
-                smooth_better = smooth_cost < _pair_cost(motion, dominant, t, config.hole_choice_window)
-                valid = _sample_validity(motion, dominant, t, config)
-                if valid is not None:
-                    smooth_better &= np.minimum(valid[0], valid[1]) > 0.5
-                # u is the dominant field except where the smooth fill is kept: only those pixels
-                # need their validity evaluated again (saves a full pass, ~8 ms at 720p)
-                ys, xs = np.nonzero(wide & smooth_better)
-                dominant[ys, xs] = smooth_u = smooth[ys, xs]
-                if valid is not None and len(ys):
-                    kept = _sample_validity(motion, _as_image(smooth_u), t, config,
-                                            at=(_as_image(xs.astype(np.float32)), _as_image(ys.astype(np.float32))))
-                    for full, part in zip(valid, kept, strict=True):
-                        full[ys, xs] = part.reshape(-1)[:len(ys)]
-                return dominant, valid
+                return _choose_hole_fill(motion, u, wide, t, config)
             u[wide] = motion.dominant
     return u, _sample_validity(motion, u, t, config)
+
+
+def _choose_hole_fill(motion: PairMotion, smooth: np.ndarray, wide: np.ndarray, t: float, config: FlowConfig):
+    """``flow_at`` for hole fill "choose": the ``wide`` holes of the smoothly filled time-t flow
+    take the dominant motion, except where the smooth fill's two samples match clearly better
+    and the dominant motion's samples are both valid. Returns (u, validity) like ``flow_at``."""
+    dominant = smooth.copy()
+    dominant[wide] = motion.dominant
+    # In a true disocclusion one of the dominant motion's samples lands on the occluder and the
+    # pair cannot match; there it stays (validity says so).
+    smooth_cost = _pair_cost(motion, smooth, t, config.hole_choice_window) + config.hole_choice_bias
+    smooth_better = smooth_cost < _pair_cost(motion, dominant, t, config.hole_choice_window)
+    valid = _sample_validity(motion, dominant, t, config)
+    if valid is not None:
+        smooth_better &= np.minimum(valid[0], valid[1]) > 0.5
+    # u is the dominant field except where the smooth fill is kept: only those pixels need their
+    # validity evaluated again (saves a full pass, ~8 ms at 720p)
+    ys, xs = np.nonzero(wide & smooth_better)
+    u = dominant
+    u[ys, xs] = kept_u = smooth[ys, xs]
+    if valid is not None and len(ys):
+        kept = _sample_validity(motion, _as_image(kept_u), t, config,
+                                at=(_as_image(xs.astype(np.float32)), _as_image(ys.astype(np.float32))))
+        for full, part in zip(valid, kept, strict=True):
+            full[ys, xs] = part.reshape(-1)[:len(ys)]
+    return u, valid
 
 
 def _blend_weights(u_small: np.ndarray, t: float, scale: float, size: tuple[int, int], vis=None):
@@ -744,10 +757,9 @@ def _warps_cv(frame0: np.ndarray, frame1: np.ndarray, motion: PairMotion, t: flo
     u_small, blend, shifts = _fields_at(motion, t, config, (W, H))
     u = _full_size_flow(u_small, motion.scale, (W, H))
     gx, gy = _grid(H, W)
-    ux, uy = u[..., 0], u[..., 1]
     maps = []
     for step, shift in ((-t, shifts[0]), (1.0 - t, shifts[1])):
-        mx, my = cv2.scaleAdd(ux, step, gx), cv2.scaleAdd(uy, step, gy)
+        mx, my = _sample_points(u, step, gx, gy)
         if shift is not None:
             shift = _full_size_flow(shift, motion.scale, (W, H))
             mx += shift[..., 0]
