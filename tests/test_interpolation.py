@@ -365,6 +365,23 @@ def test_fusion_keeps_agreement_and_shrinks_only_disagreement():
     assert abs(float(fused[:, 56:].mean()) - float(mean[:, 56:].mean())) < 1.0  # brightness kept
 
 
+def test_fusion_workspace_reused_across_calls_and_sizes_gives_the_same_frames():
+    """The workspace's arrays are reused: results equal fresh ones, a returned frame is not
+    overwritten by the next call, and a new frame size or estimate count gets new arrays."""
+    rng = np.random.default_rng(1)
+    workspace = fusion.Workspace()
+    calls = []
+    for h, w, n in ((64, 96, 2), (64, 96, 2), (40, 72, 4), (64, 96, 2)):
+        estimates = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for _ in range(n)]
+        weights = [rng.uniform(0.1, 1.0, (h, w)).astype(np.float32) for _ in range(n)]
+        out = fusion.fuse(estimates, weights, workspace=workspace)
+        calls.append((out.copy(), out, estimates, weights))
+    for kept, returned, estimates, weights in calls:
+        assert np.array_equal(returned, kept)
+        assert np.array_equal(kept, fusion.fuse(estimates, weights))
+    assert all(not np.shares_memory(calls[-1][1], a) for a in workspace.arrays.values())
+
+
 def test_quality_names_choose_the_ensemble_and_unknown_names_are_refused():
     assert FlowBackend(device="cpu").config.ensemble == ()
     best = FlowBackend(device="cpu", quality="best")

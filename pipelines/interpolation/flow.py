@@ -771,27 +771,28 @@ def _warps_cv(frame0: np.ndarray, frame1: np.ndarray, motion: PairMotion, t: flo
     return w0, w1, a0, a1
 
 
-def _fused(warps, config: FlowConfig) -> np.ndarray:
+def _fused(warps, config: FlowConfig, workspace: fusion.Workspace | None = None) -> np.ndarray:
     """One frame from each estimate's (warped 0, warped 1, weight 0, weight 1)."""
-    agreement = fusion.agreement_weights([(w0, w1) for w0, w1, _, _ in warps], config.ensemble_temperature)
-    estimates, weights = [], []
-    for (w0, w1, a0, a1), preference in zip(warps, agreement, strict=True):
-        estimates += [w0, w1]
-        weights += [a0 * preference, a1 * preference]
-    return fusion.fuse(estimates, weights, config.shrink, config.shrink_levels, config.shrink_window)
+    estimates = [warped for w0, w1, _, _ in warps for warped in (w0, w1)]
+    weights = [weight for _, _, a0, a1 in warps for weight in (a0, a1)]
+    if len(warps) > 1:
+        agreement = fusion.agreement_weights([(w0, w1) for w0, w1, _, _ in warps], config.ensemble_temperature)
+        weights = [weight * agreement[i // 2] for i, weight in enumerate(weights)]
+    return fusion.fuse(estimates, weights, config.shrink, config.shrink_levels, config.shrink_window, workspace)
 
 
 def render(frame0: np.ndarray, frame1: np.ndarray, motions, t: float,
-           config: FlowConfig = FlowConfig()) -> np.ndarray:
-    """The frame at time t (CPU, OpenCV) from one motion estimate or a list of them."""
+           config: FlowConfig = FlowConfig(), workspace: fusion.Workspace | None = None) -> np.ndarray:
+    """The frame at time t (CPU, OpenCV) from one motion estimate or a list of them; a
+    ``workspace`` kept between calls saves the fusion's allocations."""
     motions = [motions] if isinstance(motions, PairMotion) else motions
     H, W = frame0.shape[:2]
     interpolation = cv2.INTER_LANCZOS4 if H * W <= config.sharp_max_pixels else config.warp_interpolation
-    return _fused([_warps_cv(frame0, frame1, m, t, config, interpolation) for m in motions], config)
+    return _fused([_warps_cv(frame0, frame1, m, t, config, interpolation) for m in motions], config, workspace)
 
 
 def _render_torch(frame0: np.ndarray, frame1: np.ndarray, motions, t: float, config: FlowConfig,
-                  device) -> np.ndarray:
+                  device, workspace: fusion.Workspace | None = None) -> np.ndarray:
     """``render`` with the full-size warps, which are most of the per-frame work at 1080p and
     above, on a torch device (bicubic ``grid_sample``); the fusion runs on the CPU."""
     import torch
@@ -827,7 +828,7 @@ def _render_torch(frame0: np.ndarray, frame1: np.ndarray, motions, t: float, con
                                    align_corners=True).clamp_(0, 255).round_().to(torch.uint8)
             w0, w1 = warped.permute(0, 2, 3, 1).contiguous().cpu().numpy()
             warps.append((w0, w1, *_full_size_weights(blend, t, (W, H))))
-    return _fused(warps, config)
+    return _fused(warps, config, workspace)
 
 
 # --------------------------------------------------------------------------------------
@@ -903,6 +904,7 @@ class FlowBackend:
         self.quality = quality
         self._device = _resolve_device(config.device)
         self._motion_cache: list = []  # (frame0, frame1, fingerprints, motions) of the last pairs
+        self._workspace = fusion.Workspace()  # the fusion's work arrays, reused frame after frame
 
     @property
     def device(self) -> str:
@@ -975,9 +977,9 @@ class FlowBackend:
             motion[0] = with_acceleration(motion[0], neighbours[0], neighbours[1], span_before, span_after)
         for t in ts:
             if self._device is not None:
-                yield _render_torch(a, b, motion, t, self.config, self._device)
+                yield _render_torch(a, b, motion, t, self.config, self._device, self._workspace)
             else:
-                yield render(a, b, motion, t, self.config)
+                yield render(a, b, motion, t, self.config, self._workspace)
 
 
 _DEFAULT: FlowBackend | None = None
