@@ -3,19 +3,21 @@
 How a frame at time ``t`` between ``frame0`` (t=0) and ``frame1`` (t=1) is made:
 
 1. Motion, once per pair, on frames downscaled so the longer side is at most
-   ``flow_max_side`` (640): for each direction (0→1 and 1→0, the second on a worker thread)
+   ``flow_max_side`` (512): for each direction (0→1 and 1→0, the second on a worker thread)
    a quick DIS optical flow (FAST preset), then
 2. large motion: DIS is coarse-to-fine and loses thin, fast objects whose motion exceeds their
    size (a cyclist moving 35 px/frame). Phase correlation of the whole frame (256 px) gives up
    to 6 global translations; each pixel takes one where it matches clearly better than the
    quick flow (box-filtered colour difference, +2 bias), and
-3. the accurate DIS (MEDIUM) runs from that fused field: it keeps the large motion and puts the
-   sub-pixel detail and the smoothness back. Flow that points outside the other frame
-   (content leaving at a border, which DIS extrapolates with a bias) takes its neighbours'.
+3. the accurate DIS (MEDIUM, refined down to full flow resolution) runs from that fused field:
+   it keeps the large motion and puts the sub-pixel detail and the smoothness back. Flow that
+   points outside the other frame (content leaving at a border, which DIS extrapolates), or
+   that matches poorly where its neighbours' points outside, takes its neighbours'.
 4. Flow at time t: both flow fields are forward-splatted to time t (each pixel travels t of its
    motion), weighted by a visibility score exp(-(fb + photo/8)) from the forward-backward
    consistency error (relative to the motion, Sundaram et al.) and the photometric error;
-   where two surfaces land on one place, the one consistent in both frames wins. Holes that
+   where two surfaces land on one place, the one consistent in both frames wins, and of two
+   consistent ones the one moving unlike the background (it is in front). Holes that
    nothing reliable reaches are what one frame hides: they take the dominant (background)
    motion, unless the smooth fill from around them matches clearly better in both frames
    while the dominant motion's samples land on no other surface (the local background moves
@@ -101,6 +103,15 @@ thing against the line it builds on; ms are CPU ms per 720p frame, 2 threads.
 | Lanczos4 above 0.6 MP too (bbb / sam2 / phone_dog) | 0.00 | 0.00 | 1080p +320 ms |
 | output chroma (YCrCb) blurred, sigma 0.5 | -0.23 | | 76-99 % of the squared error is luma anyway |
 | each frame's sample validity smoothed before the blend (box 3 / median 3) | -0.00 / -0.00 | +0.01 / 0.00 | |
+| (ninth session) DIS pass 2 refined to full flow resolution (finest scale 0, the preset stops at 1) | +0.08 | 0.00 | sam2 +0.38, cyclist +0.16, bbb +0.09, vtest -0.06; 720p +60 % |
+| + flow at 512 px instead of 640 | +0.00 | +0.01 | vtest +0.22; back to +10 % time at 720p (448: -0.03, 576: -0.02) |
+| DIS at full resolution from variational refinement alone (a separate pass) | +0.03 | | most of the gain is in the full-resolution patch search |
+| finest-scale DIS: patch stride 4 / 6, VR 0 / 3 iterations, VR alpha 10 / 30, delta 2.5, gamma 5, no mean normalisation | -0.06..+0.01 | | VR 0: -0.02 for 22 ms less at 720p |
+| pass 1 (FAST) refined to half instead of quarter resolution | +0.01 | -0.02 | |
+| splat weight x exp(0.1 * px of motion unlike the dominant): of two consistent surfaces the one in front wins | 0.00 | +0.08 | cyclist skip-2 +0.3, sam2 +0.2; a square jumping 48 px (more than its size): 15.9 -> 0.3 grey levels error inside |
+| + content entering at a border: poorly matched flow whose neighbours' flow points outside takes theirs | 0.00 | 0.00 | finest-scale DIS gave it -8 px noise instead of +12 (synthetic pan) |
+| wide holes redefined as weak splat support (den < 0.05) | -0.02 | 0.00 | synthetic pan border strip 4.0 -> 2.8 grey levels |
+| fusion shrink strength 0.6; both with VR gamma 5 and alpha 30 | +0.01 / +0.02 | | within the noise of 70 triplets: not kept |
 
 Bounds measured on the native triplets (2026-11-21): DIS flow from the real middle frame to
 each neighbour (an oracle) +4.0 dB over minterpolate; the best single t per triplet in
@@ -155,15 +166,17 @@ HOLE_FILLS = ("choose", "dominant", "pullpush")
 class FlowConfig:
     """Settings of the flow backend (defaults are the measured best trade-off)."""
 
-    flow_max_side: int = 640            # motion is estimated at most at this size (longer side)
+    flow_max_side: int = 512            # motion is estimated at most at this size (longer side)
     coarse_preset: int = cv2.DISOPTICAL_FLOW_PRESET_FAST     # pass 1 (before the global hypotheses)
     dis_preset: int = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM      # pass 2, started from pass 1
+    dis_finest_scale: int | None = 0    # pass 2's finest pyramid level (None: the preset's, 1 for MEDIUM)
     global_candidates: int = 6          # phase-correlation motion hypotheses (0 disables)
     candidate_side: int = 256           # size (longer side) the phase correlation runs at
     candidate_min_px: float = 2.0       # ignore hypotheses smaller than this (flow-size px)
     fusion_window: int = 7              # box filter of the per-pixel matching cost
     fusion_bias: float = 2.0            # a hypothesis must beat DIS by this much (luma |diff|, 0..255)
     splat_sharpness: float = 1.0        # splat weight exp(-s * (fb_err + photo_err / 8))
+    splat_depth: float = 0.1            # and times exp(d * |motion - dominant motion|): in front wins
     fb_relative: bool = True            # fb_err relative to the motion (Sundaram et al.), else px²
     hole_fill: str = "choose"           # wide splat holes: "dominant" motion, "pullpush" (smooth fill from
                                         # around), or "choose": per pixel, the one whose samples match
@@ -260,18 +273,21 @@ def _sample_points(u: np.ndarray, step: float, gx: np.ndarray, gy: np.ndarray) -
     return cv2.scaleAdd(u[..., 0], step, gx), cv2.scaleAdd(u[..., 1], step, gy)
 
 
-def _dis(preset: int, shape: tuple[int, int], seeded: bool) -> cv2.DISOpticalFlow:
-    """One DIS instance per thread, size and use. OpenCV 5.0 crashes (segfault) when an instance
-    that was given an initial flow is later called on another frame size without one."""
+def _dis(preset: int, shape: tuple[int, int], seeded: bool, finest_scale: int | None = None) -> cv2.DISOpticalFlow:
+    """One DIS instance per thread, size, use and finest pyramid level (None: the preset's).
+    OpenCV 5.0 crashes (segfault) when an instance that was given an initial flow is later
+    called on another frame size without one."""
     cache = getattr(_LOCAL, "dis", None)
     if cache is None:
         cache = _LOCAL.dis = {}
-    key = (preset, shape, seeded)
+    key = (preset, shape, seeded, finest_scale)
     dis = cache.get(key)
     if dis is None:
         if len(cache) > 8:
             cache.clear()
         dis = cache[key] = cv2.DISOpticalFlow_create(preset)
+        if finest_scale is not None:
+            dis.setFinestScale(finest_scale)
     return dis
 
 
@@ -346,24 +362,39 @@ def _splat_nearest(flow: np.ndarray, tt: float, weight: np.ndarray, out_num: np.
     out_num[..., 1] += np.bincount(index, wt * flow[..., 1].ravel(), n)[:-1].reshape(h, w)
 
 
-def _extrapolate_outside(flow: np.ndarray, coarse: int = 8) -> np.ndarray:
+def _extrapolate_outside(flow: np.ndarray, a: np.ndarray | None = None, b: np.ndarray | None = None,
+                         coarse: int = 8, poor_match: float = 12.0) -> np.ndarray:
     """Pixels whose flow points outside the other frame cannot be matched (DIS extrapolates
-    them with a bias); give them the flow of the matched pixels next to them instead (a smooth
-    fill computed at 1/``coarse`` size: these are strips along the border)."""
+    them, with a bias at coarse scales and as noise at full resolution); give them the flow of
+    the matched pixels next to them instead (a smooth fill computed at 1/``coarse`` size: these
+    are strips along the border). With the grey frames ``a`` and ``b``, a pixel whose flow
+    points inside but matches poorly (box-filtered |a - b(x + flow)| over ``poor_match``) is
+    treated the same where its matched neighbours' flow points outside: content entering the
+    frame, which DIS at full resolution gives a noisy flow that happens to point inside."""
     h, w = flow.shape[:2]
     gx, gy = _grid(h, w)
-    inside = cv2.inRange(gx + flow[..., 0], 0.0, w - 1.0) & cv2.inRange(gy + flow[..., 1], 0.0, h - 1.0)
-    n_inside = cv2.countNonZero(inside)
-    if n_inside in (0, h * w):
+    mx, my = gx + flow[..., 0], gy + flow[..., 1]
+    inside = cv2.inRange(mx, 0.0, w - 1.0) & cv2.inRange(my, 0.0, h - 1.0)
+    matched = inside
+    if a is not None:
+        error = cv2.absdiff(a, cv2.remap(b, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE))
+        matched = inside & cv2.compare(cv2.blur(error, (5, 5)), poor_match, cv2.CMP_LE)
+    n_matched = cv2.countNonZero(matched)
+    if n_matched == 0 or (n_matched == h * w and matched is inside):
         return flow
-    weight = inside.astype(np.float32) * (1.0 / 255.0)
+    weight = matched.astype(np.float32) * (1.0 / 255.0)
     size = (max(1, w // coarse), max(1, h // coarse))
     num = cv2.resize(flow * weight[..., None], size, interpolation=cv2.INTER_AREA)
     den = cv2.resize(weight, size, interpolation=cv2.INTER_AREA)
     filled = cv2.resize(_fill_holes(num, den), (w, h), interpolation=cv2.INTER_LINEAR)
-    outside = inside == 0
+    replace = inside == 0
+    if matched is not inside:
+        filled_inside = (cv2.inRange(gx + filled[..., 0], 0.0, w - 1.0) & cv2.inRange(gy + filled[..., 1], 0.0, h - 1.0))
+        replace |= (matched == 0) & (filled_inside == 0)
+    if not replace.any():
+        return flow
     flow = flow.copy()
-    flow[outside] = filled[outside]
+    flow[replace] = filled[replace]
     return flow
 
 
@@ -400,9 +431,9 @@ def _one_way(ca: np.ndarray, cb: np.ndarray, ga: np.ndarray, gb: np.ndarray, hyp
     flow = _dis(config.coarse_preset, shape, seeded=False).calc(ga, gb, None)
     if hypotheses:
         flow = _fuse(ca, cb, flow, hypotheses, config.fusion_window, config.fusion_bias)
-    flow = _dis(config.dis_preset, shape, seeded=True).calc(ga, gb, flow)
+    flow = _dis(config.dis_preset, shape, seeded=True, finest_scale=config.dis_finest_scale).calc(ga, gb, flow)
     if config.border_extrapolation:
-        flow = _extrapolate_outside(flow)
+        flow = _extrapolate_outside(flow, ga, gb)
     return flow
 
 
@@ -527,8 +558,8 @@ def _member_motion(frame0: np.ndarray, frame1: np.ndarray, main: PairMotion, sid
         seeds.append(np.ascontiguousarray(_flipped_flow(seed, flip)))
 
     def refine(a, b, seed):
-        flow = _dis(config.dis_preset, (h, w), seeded=True).calc(a, b, seed)
-        return _extrapolate_outside(flow) if config.border_extrapolation else flow
+        flow = _dis(config.dis_preset, (h, w), seeded=True, finest_scale=config.dis_finest_scale).calc(a, b, seed)
+        return _extrapolate_outside(flow, a, b) if config.border_extrapolation else flow
 
     backward = _worker().submit(refine, g1, g0, seeds[1])
     f01 = refine(g0, g1, seeds[0])
@@ -646,6 +677,11 @@ def _sample_validity(motion: PairMotion, u: np.ndarray, t: float, config: FlowCo
     return vis
 
 
+def _depth_weight(dx: np.ndarray, dy: np.ndarray, depth: float) -> np.ndarray:
+    """exp(depth · |(dx, dy)|), the exponent capped at 20 so that weights stay finite."""
+    return np.exp(np.minimum(depth * cv2.magnitude(dx, dy), 20.0))
+
+
 def flow_at(motion: PairMotion, t: float, config: FlowConfig = FlowConfig()):
     """u(x) at flow size: the 0→1 motion of what is at x at time t (frame 0 is sampled at
     x - t·u, frame 1 at x + (1-t)·u), and the visibility of each frame's sample (h×w, 0..1)
@@ -653,8 +689,16 @@ def flow_at(motion: PairMotion, t: float, config: FlowConfig = FlowConfig()):
     h, w = motion.f01.shape[:2]
     num = np.zeros((h, w, 2), np.float64)
     den = np.zeros((h, w), np.float64)
-    _splat_nearest(motion.f01, t, motion.weight0, num, den)
-    _splat_nearest(-motion.f10, -(1.0 - t), motion.weight1, num, den)  # frame-1 pixels move back
+    w0, w1 = motion.weight0, motion.weight1
+    if config.splat_depth > 0:
+        # Where a pixel of each of two surfaces lands, the average of their motions belongs to
+        # neither; the one moving unlike the background is taken to be in front (an object that
+        # moves more than its own size hides background that both frames show)
+        dx, dy = motion.dominant
+        w0 = w0 * _depth_weight(motion.f01[..., 0] - dx, motion.f01[..., 1] - dy, config.splat_depth)
+        w1 = w1 * _depth_weight(motion.f10[..., 0] + dx, motion.f10[..., 1] + dy, config.splat_depth)
+    _splat_nearest(motion.f01, t, w0, num, den)
+    _splat_nearest(-motion.f10, -(1.0 - t), w1, num, den)  # frame-1 pixels move back
     u = _fill_holes(num.astype(np.float32), den.astype(np.float32))  # holes filled smoothly (pull-push)
     if config.hole_fill != "pullpush":
         # Where no reliable pixel lands, x shows what one frame hides: mostly the background,
@@ -869,7 +913,7 @@ def _crossfade(frame0: np.ndarray, frame1: np.ndarray, t: float) -> np.ndarray:
 
 
 # Named settings for the front doors. "best" adds a second motion estimate to the fusion:
-# +0.08 / +0.13 dB on the benchmark footage for about 1.6-2x the time per frame (bench/interpolation.py --quality best).
+# +0.08 / +0.10 dB on the benchmark footage for about 2-3x the time per frame (bench/interpolation.py --quality best).
 QUALITY_SETTINGS = {
     "standard": {},
     "best": {"ensemble": ((512, "v"),)},
