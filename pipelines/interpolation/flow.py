@@ -913,7 +913,7 @@ def _crossfade(frame0: np.ndarray, frame1: np.ndarray, t: float) -> np.ndarray:
 
 
 # Named settings for the front doors. "best" adds a second motion estimate to the fusion:
-# +0.08 / +0.10 dB on the benchmark footage for about 2-3x the time per frame (bench/interpolation.py --quality best).
+# +0.07 / +0.09 dB on the benchmark footage for about 2x the time per frame (bench/interpolation.py --quality best).
 QUALITY_SETTINGS = {
     "standard": {},
     "best": {"ensemble": ((512, "v"),)},
