@@ -10,10 +10,10 @@ How a frame at time ``t`` between ``frame0`` (t=0) and ``frame1`` (t=1) is made:
    to 6 global translations; each pixel takes one where it matches clearly better than the
    quick flow (box-filtered colour difference, +2 bias), and
 3. the accurate DIS (MEDIUM, refined down to full flow resolution, no variational refinement)
-   runs from that fused field:
-   it keeps the large motion and puts the sub-pixel detail and the smoothness back. Flow that
-   points outside the other frame (content leaving at a border, which DIS extrapolates), or
-   that matches poorly where its neighbours' points outside, takes its neighbours'.
+   runs from that fused field: it keeps the large motion and puts the sub-pixel detail and
+   the smoothness back. Flow that points outside the other frame (content leaving at a
+   border, which DIS extrapolates), or that matches poorly where its neighbours' points
+   outside, takes its neighbours'.
 4. Flow at time t: both flow fields are forward-splatted to time t (each pixel travels t of its
    motion), weighted by a visibility score exp(-(fb + photo/8)) from the forward-backward
    consistency error (relative to the motion, Sundaram et al.) and the photometric error;
@@ -954,7 +954,7 @@ def _crossfade(frame0: np.ndarray, frame1: np.ndarray, t: float) -> np.ndarray:
 
 
 # Named settings for the front doors. "best" adds a second motion estimate to the fusion:
-# +0.07 / +0.09 dB on the benchmark footage for about 2x the time per frame (bench/interpolation.py --quality best).
+# +0.07 / +0.06 dB on the benchmark footage for about 2x the time per frame (bench/interpolation.py --quality best).
 QUALITY_SETTINGS = {
     "standard": {},
     "best": {"ensemble": ((512, "v"),)},
