@@ -390,14 +390,18 @@ def _extrapolate_outside(flow: np.ndarray, a: np.ndarray | None = None, b: np.nd
     frame, which DIS at full resolution gives a noisy flow that happens to point inside."""
     h, w = flow.shape[:2]
     gx, gy = _grid(h, w)
-    mx, my = gx + flow[..., 0], gy + flow[..., 1]
-    inside = cv2.inRange(mx, 0.0, w - 1.0) & cv2.inRange(my, 0.0, h - 1.0)
-    matched = inside
-    if a is not None:
+
+    def lands_inside(field):  # 255 where x + field(x) lies in the frame
+        return cv2.inRange(gx + field[..., 0], 0.0, w - 1.0) & cv2.inRange(gy + field[..., 1], 0.0, h - 1.0)
+
+    inside = matched = lands_inside(flow)
+    check_match = a is not None
+    if check_match:
+        mx, my = _sample_points(flow, 1.0, gx, gy)
         error = cv2.absdiff(a, cv2.remap(b, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE))
         matched = inside & cv2.compare(cv2.blur(error, (5, 5)), poor_match, cv2.CMP_LE)
     n_matched = cv2.countNonZero(matched)
-    if n_matched == 0 or (n_matched == h * w and matched is inside):
+    if n_matched in (0, h * w):  # all matched: all inside, nothing to replace
         return flow
     weight = matched.astype(np.float32) * (1.0 / 255.0)
     size = (max(1, w // coarse), max(1, h // coarse))
@@ -405,9 +409,8 @@ def _extrapolate_outside(flow: np.ndarray, a: np.ndarray | None = None, b: np.nd
     den = cv2.resize(weight, size, interpolation=cv2.INTER_AREA)
     filled = cv2.resize(_fill_holes(num, den), (w, h), interpolation=cv2.INTER_LINEAR)
     replace = inside == 0
-    if matched is not inside:
-        filled_inside = (cv2.inRange(gx + filled[..., 0], 0.0, w - 1.0) & cv2.inRange(gy + filled[..., 1], 0.0, h - 1.0))
-        replace |= (matched == 0) & (filled_inside == 0)
+    if check_match:
+        replace |= (matched == 0) & (lands_inside(filled) == 0)
     if not replace.any():
         return flow
     flow = flow.copy()
@@ -911,7 +914,8 @@ def _render_torch(frame0: np.ndarray, frame1: np.ndarray, motions, t: float, con
             warped = F.grid_sample(frames, torch.cat(grids), mode="bicubic", padding_mode="border",
                                    align_corners=True).clamp_(0, 255).round_().to(torch.uint8)
             w0, w1 = warped.permute(0, 2, 3, 1).contiguous().cpu().numpy()
-            u = uu[0].permute(1, 2, 0).contiguous().cpu().numpy() if not warps else None  # the main estimate's
+            # the main estimate's time-t flow, which the motion blur follows
+            u = uu[0].permute(1, 2, 0).contiguous().cpu().numpy() if not warps and config.motion_blur > 0 else None
             warps.append((w0, w1, *_full_size_weights(blend, t, (W, H)), u))
     return _fused(warps, config, workspace)
 

@@ -118,12 +118,12 @@ def fuse(estimates: Sequence[np.ndarray], weights: Sequence[np.ndarray], strengt
     levels = min(levels, max(0, int(np.log2(max(1, min(height, width)))) - 2))
     if strength <= 0 or len(estimates) < 2 or levels < 1:
         return _to_uint8(mean)
-    inverse = np.divide(1.0, np.maximum(total, 1e-12, out=ws.get("inverse", plane)), out=ws.get("inverse", plane))
+    inverse = ws.get("inverse", plane)
+    np.divide(1.0, np.maximum(total, 1e-12, out=inverse), out=inverse)
     shares = [np.multiply(weight, inverse, out=ws.get(f"share{i}", plane)) for i, weight in enumerate(weights)]
     mean_luma = cv2.cvtColor(mean, cv2.COLOR_RGB2GRAY, dst=ws.get("mean_luma", plane))
-    deviations = []
+    deviations, luma = [], ws.get("luma", plane)
     for i, estimate in enumerate(estimates):
-        luma = ws.get("luma", plane)
         np.copyto(luma, cv2.cvtColor(estimate, cv2.COLOR_RGB2GRAY))
         deviations.append(_laplacian(np.subtract(luma, mean_luma, out=luma), levels, ws, f"deviation{i}_"))
     luma_bands = _laplacian(mean_luma, levels, ws, "band")
