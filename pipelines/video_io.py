@@ -65,6 +65,7 @@ MAX_FPS = 1000
 # AVCOL_RANGE_MPEG (limited "TV" range, what browsers expect) is 1 as well.
 AVCOL_BT709 = 1
 AVCOL_RANGE_MPEG = 1
+X264_PARAMS = "mbtree=0"  # see VideoWriter._start_encoder: same frames, same bytes
 
 _REEXPORT_HINT = (
     "Re-export it as mp4 (H.264), e.g. `ffmpeg -i <input> -c:v libx264 -pix_fmt yuv420p out.mp4`, "
@@ -685,9 +686,13 @@ class VideoWriter:
         self._frame_size = (height, width)
         self._encoded_size = (height + height % 2, width + width % 2)  # yuv420p needs even sizes
         self._container = av.open(str(self.partial_path), "w", format="mp4")
-        stream = self._container.add_stream(
-            "libx264", rate=self._rate, options={"crf": str(self._crf), "preset": self._preset}
-        )
+        stream = self._container.add_stream("libx264", rate=self._rate, options={
+            "crf": str(self._crf), "preset": self._preset,
+            # x264's macroblock-tree rate control (in the x264 that PyAV bundles) reads uninitialised
+            # heap memory: the same frames encoded twice in one process differed by up to 24 grey
+            # levels, and by MALLOC_PERTURB_ across processes. Without it the bitstream is repeatable.
+            "x264-params": X264_PARAMS,
+        })
         stream.width, stream.height = self._encoded_size[1], self._encoded_size[0]
         stream.pix_fmt = "yuv420p"
         stream.codec_context.time_base = 1 / self._rate

@@ -621,3 +621,44 @@ def test_real_phone_video_frame_times():
     times = frame_times(FOOTAGE / "phone_dog_1080p.mp4")
     assert len(times) == 41 and abs(times[1] - Fraction(1846, 10000)) < Fraction(1, 1000)
     assert all(abs(b - a - Fraction(1, 30)) < Fraction(1, 1000) for a, b in zip(times[1:], times[2:], strict=False))
+
+
+_ENCODE_SCRIPT = """
+import hashlib, sys
+import av, numpy as np
+from pipelines.video_io import VideoWriter
+with VideoWriter(sys.argv[2], 16) as writer:
+    writer.write(np.load(sys.argv[1]))
+digest = hashlib.sha1()
+with av.open(sys.argv[2]) as container:
+    for packet in container.demux(video=0):
+        digest.update(bytes(packet))
+print(digest.hexdigest())
+"""
+
+
+def test_same_frames_give_the_same_bitstream_whatever_the_heap_holds(tmp_path):
+    """x264's mb-tree rate control read uninitialised heap memory: the bitstream (and the decoded
+    frames, by up to 24 grey levels) depended on what earlier work left in freed memory. glibc's
+    MALLOC_PERTURB_ fills new allocations with a pattern, so two patterns must give one bitstream.
+    The frames are a tiny-wan generation: the low-contrast content that showed it (smooth
+    synthetic patterns and plain noise did not)."""
+    import os
+    import subprocess
+    import sys
+
+    from pipelines import engine
+    from pipelines.jobspec import JobSpec
+
+    frames = engine.generate_frames(JobSpec(model="tiny-wan", prompt="a red fox", seed=3, frames=9, width=64,
+                                            height=64, steps=2)).frames
+    np.save(tmp_path / "frames.npy", frames)
+    repo = Path(__file__).resolve().parents[1]
+    digests = set()
+    for fill in ("85", "170"):
+        env = {**os.environ, "MALLOC_PERTURB_": fill, "PYTHONPATH": str(repo)}
+        out = subprocess.run([sys.executable, "-c", _ENCODE_SCRIPT, str(tmp_path / "frames.npy"),
+                              str(tmp_path / f"fill{fill}.mp4")], env=env, capture_output=True, text=True,
+                             check=True, timeout=120)
+        digests.add(out.stdout.strip())
+    assert len(digests) == 1
