@@ -257,8 +257,11 @@ def _match_cost(a: np.ndarray, b_warped: np.ndarray, window: int) -> np.ndarray:
     return cv2.boxFilter(diff, cv2.CV_32F, (window, window))
 
 
-def _fuse(a: np.ndarray, b: np.ndarray, flow: np.ndarray, hypotheses, window: int, bias: float) -> np.ndarray:
-    """Give each pixel of ``flow`` (a→b) the global hypothesis that matches clearly better."""
+def _adopt_global_hypotheses(a: np.ndarray, b: np.ndarray, flow: np.ndarray, hypotheses, window: int,
+                             bias: float) -> np.ndarray:
+    """Give each pixel of ``flow`` (a→b) the global hypothesis that matches clearly better
+    (the motion-estimation step that ``FlowConfig.fusion_window`` / ``fusion_bias`` set; not
+    the fusion of renderings, ``_fuse_renderings``)."""
     best_cost = _match_cost(a, _warp(b, flow), window)
     fused = flow.copy()
     h, w = flow.shape[:2]
@@ -360,7 +363,7 @@ def _one_way(ca: np.ndarray, cb: np.ndarray, ga: np.ndarray, gb: np.ndarray, hyp
     shape = ga.shape
     flow = _dis(config.coarse_preset, shape, seeded=False).calc(ga, gb, None)
     if hypotheses:
-        flow = _fuse(ca, cb, flow, hypotheses, config.fusion_window, config.fusion_bias)
+        flow = _adopt_global_hypotheses(ca, cb, flow, hypotheses, config.fusion_window, config.fusion_bias)
     flow = _accurate_dis(config, shape).calc(ga, gb, flow)
     if config.border_extrapolation:
         flow = _extrapolate_outside(flow, ga, gb)
@@ -745,9 +748,10 @@ def _warps_cv(frame0: np.ndarray, frame1: np.ndarray, motion: PairMotion, t: flo
     return w0, w1, a0, a1, u
 
 
-def _fused(warps, config: FlowConfig, workspace: fusion.Workspace | None = None) -> np.ndarray:
-    """One frame from each estimate's (warped 0, warped 1, weight 0, weight 1, time-t flow),
-    blurred along the main estimate's motion where its two warped frames disagree."""
+def _fuse_renderings(warps, config: FlowConfig, workspace: fusion.Workspace | None = None) -> np.ndarray:
+    """One frame from each estimate's (warped 0, warped 1, weight 0, weight 1, time-t flow):
+    ``fusion.fuse`` of all the warped frames, then blurred along the main estimate's motion
+    where its two warped frames disagree (``_motion_blur``)."""
     estimates = [warped for w0, w1, *_ in warps for warped in (w0, w1)]
     weights = [weight for _, _, a0, a1, _ in warps for weight in (a0, a1)]
     if len(warps) > 1:
@@ -785,7 +789,8 @@ def render(frame0: np.ndarray, frame1: np.ndarray, motions, t: float,
     motions = [motions] if isinstance(motions, PairMotion) else motions
     H, W = frame0.shape[:2]
     interpolation = cv2.INTER_LANCZOS4 if H * W <= config.sharp_max_pixels else config.warp_interpolation
-    return _fused([_warps_cv(frame0, frame1, m, t, config, interpolation) for m in motions], config, workspace)
+    warps = [_warps_cv(frame0, frame1, m, t, config, interpolation) for m in motions]
+    return _fuse_renderings(warps, config, workspace)
 
 
 def _render_torch(frame0: np.ndarray, frame1: np.ndarray, motions, t: float, config: FlowConfig,
@@ -827,7 +832,7 @@ def _render_torch(frame0: np.ndarray, frame1: np.ndarray, motions, t: float, con
             # the main estimate's time-t flow, which the motion blur follows
             u = uu[0].permute(1, 2, 0).contiguous().cpu().numpy() if not warps and config.motion_blur > 0 else None
             warps.append((w0, w1, *_full_size_weights(blend, t, (W, H)), u))
-    return _fused(warps, config, workspace)
+    return _fuse_renderings(warps, config, workspace)
 
 
 # --------------------------------------------------------------------------------------
