@@ -13,7 +13,7 @@ Adding a learned interpolator (RIFE / FILM / IFRNet class) later::
             self.model = build_rife().eval()
             self.model.load_state_dict(load_file(weights))
         def interpolate(self, frame0, frame1, ts):
-            ...  # check_pair / check_ts from .flow, then the model, uint8 H×W×3 out
+            ...  # check_pair / check_ts from .flow_checks, then the model, uint8 H×W×3 out
 
     register_backend("rife", RifeBackend)
     get_backend("rife", weights="/models/rife.safetensors")

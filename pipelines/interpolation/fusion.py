@@ -14,17 +14,11 @@ on luma, the same change then added to R, G and B. var_k is the weighted varianc
 renderings' luma in band k, energy_k the mean's luma energy in band k, both averaged over a
 window of about ``window`` full-size pixels. The coarsest level is kept as it is.
 
-Measured with the vfi_bench protocol on ../shared/footage (native / skip-2, dB, against
-the plain weighted mean): strength 0.5 over 3 levels +0.17 / +0.20 (each colour shrunk on
-its own: +0.19 / +0.23, 1080p 90 ms slower); 0.35 or 0.7 within 0.03; a dead zone (no
-shrinking while var_k < energy_k / 4) -0.04 / -0.08; a Gaussian blur gated by disagreement
-instead +0.07 / +0.13; a bilateral filter of the result (denoising) -0.2 / -0.05. The price: where both renderings are off by a fraction of a pixel in opposite
-directions their mean is still sharp, and shrinking softens it (a 48 px synthetic jump:
-the moved square's inside errs by 2.2 instead of 1.4 grey levels, the frame's PSNR rises).
-
 Between motion estimates (an ensemble) the mean also favours, per pixel, the estimate
 whose two renderings match better: weight exp(-(cost - min cost) / temperature), cost =
-box-filtered |frame-0 rendering - frame-1 rendering| (+0.03 / +0.03 over equal weights).
+box-filtered |frame-0 rendering - frame-1 rendering|.
+
+Measured variants: ``bench/notes/interpolation.md``.
 """
 from __future__ import annotations
 

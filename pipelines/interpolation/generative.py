@@ -39,7 +39,7 @@ import numpy as np
 
 from ..errors import KinetographError
 from ..jobspec import round_size
-from .flow import check_pair, check_ts
+from .flow_checks import check_pair, check_ts
 
 __all__ = ["GenerativeBackend", "choose_frame_count", "nearest_indices", "FRAME_COUNT_CHOICES"]
 

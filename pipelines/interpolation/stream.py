@@ -28,7 +28,7 @@ import numpy as np
 from ..errors import KinetographError
 from ..progress import CancelToken
 from .backends import InterpolationBackend, get_backend
-from .flow import check_frame
+from .flow_checks import check_frame
 from .timing import TimingPlan, frame_clock, make_plan
 
 __all__ = [
