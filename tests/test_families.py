@@ -40,7 +40,7 @@ def test_family_entry_is_complete(family_id):
         assert profile in family.size_profiles, f"{repo} -> unknown profile {profile}"
     for name, tiny in family.tiny_models.items():
         assert tiny.name == name and callable(tiny)
-        assert family.pipelines.get("t2v") == tiny.pipeline_class or tiny.pipeline_class in family.pipelines.values()
+        assert tiny.pipeline_class in family.pipelines.values()
     if family.latent_rgb_factors is not None:
         assert all(len(row) == 3 for row in family.latent_rgb_factors) and len(family.latent_rgb_bias) == 3
         assert family.adapter.latent_rgb_factors == family.latent_rgb_factors
