@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from pipelines.errors import JobCancelled, KinetographError
+from pipelines.families import TASKS
 
 
 # ------------------------------------------------------------------ progress bar
@@ -155,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command")
 
     gen = sub.add_parser("generate", help="make a video from a prompt, a start image, or first+last frames")
-    gen.add_argument("--task", choices=["t2v", "i2v", "keyframes"], default="t2v")
+    gen.add_argument("--task", choices=list(TASKS), default="t2v")
     gen.add_argument("--model", default="tiny-ltx", help="preset (see `models`), hub repo id, or local folder")
     gen.add_argument("--transformer", help="single-file .safetensors transformer to use instead of the model's own")
     gen.add_argument("--prompt", default="")
@@ -188,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     plan = sub.add_parser("plan", help="show the GPU memory plan for a job, without loading any weights")
     plan.add_argument("--model", required=True)
-    plan.add_argument("--task", choices=["t2v", "i2v", "keyframes"], default="t2v")
+    plan.add_argument("--task", choices=list(TASKS), default="t2v")
     plan.add_argument("--frames", type=int)
     plan.add_argument("--width", type=int)
     plan.add_argument("--height", type=int)

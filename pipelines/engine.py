@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .adapters import adapter_for, uses_cfg
 from .errors import KinetographError
+from .families import uses_cfg
 from .jobspec import JobSpec
 from .memory import (
     DeviceFacts,
@@ -234,7 +234,7 @@ def _generate(prepared: _Prepared, progress: ProgressCallback, cancel: CancelTok
     sizes = sizes_before_loading(source)
     shape, ladder = make_ladder(sizes, preload_job) if sizes is not None else (None, None)
 
-    adapter = adapter_for(source.family.adapter)
+    adapter = source.family.adapter
     prompt_key = _prompt_key(source, preload_job)
     staged = bool(ladder and ladder[0].staged_load)
     # Embeddings ready before the model loads: reused from an earlier job, or (staged plan)

@@ -77,14 +77,13 @@ def test_staged_run_matches_the_pipelines_own_call(task, model, sample_images):
     """encode / denoise / decode run separately must give the pipeline's own frames."""
     import torch
 
-    from pipelines.adapters import adapter_for
     from pipelines.models import load_pipeline, resolve_model
 
     job = make_job(task, model, sample_images)
     source = resolve_model(job.model, task)
     job = job.adapted_to(source.family)
     pipe = load_pipeline(source)
-    adapter = adapter_for(source.family.adapter)
+    adapter = source.family.adapter
     images, _ = engine._prepare_images(
         {k: engine.read_image(getattr(job, k)) for k in ("image", "last_image") if getattr(job, k)},
         job.width, job.height)
@@ -235,12 +234,12 @@ def test_out_of_memory_with_no_cheaper_plan_is_a_clear_error_and_leaves_nothing(
     """On the CPU the ladder has one plan: a GPU OOM there ends the job with advice, not a traceback."""
     import torch
 
-    from pipelines import adapters
+    from pipelines.families import ltx
 
     def decode_out_of_memory(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(adapters.LTXAdapter, "decode", decode_out_of_memory)
+    monkeypatch.setattr(ltx.LTXAdapter, "decode", decode_out_of_memory)
     with pytest.raises(KinetographError, match="Out of GPU memory in the decode stage"):
         engine.run(JobSpec(prompt="x", model="tiny-ltx", seed=1, **SMALL), output_dir=tmp_path)
     assert not [p for p in tmp_path.rglob("*") if p.is_file()]

@@ -79,16 +79,16 @@ def test_generate_frames_takes_arrays_instead_of_paths(sample_images):
 
 def counting_encodes(monkeypatch):
     """Count the adapters' prompt encodings (the text encoders' runs)."""
-    from pipelines import adapters
+    from pipelines import families
 
     calls = []
-    real = adapters.FamilyAdapter.encode_prompt
+    real = families.FamilyAdapter.encode_prompt
 
     def encode_prompt(self, pipe, job, device):
         calls.append(job.prompt)
         return real(self, pipe, job, device)
 
-    monkeypatch.setattr(adapters.FamilyAdapter, "encode_prompt", encode_prompt)
+    monkeypatch.setattr(families.FamilyAdapter, "encode_prompt", encode_prompt)
     return calls
 
 

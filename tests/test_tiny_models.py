@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -169,7 +170,8 @@ def test_failed_build_leaves_no_folder(tmp_path, monkeypatch):
     def broken_builder():
         raise RuntimeError("boom")
 
-    monkeypatch.setitem(tiny_models._PIPELINE_BUILDERS, "tiny-wan", broken_builder)
+    monkeypatch.setitem(tiny_models.TINY_MODELS, "tiny-wan",
+                        dataclasses.replace(tiny_models.TINY_MODELS["tiny-wan"], build=broken_builder))
     with pytest.raises(RuntimeError, match="boom"):
         build_tiny_model("tiny-wan", tmp_path / "tiny-wan")
     assert list(tmp_path.iterdir()) == []
@@ -185,4 +187,4 @@ def test_unknown_name_lists_the_known_ones(tmp_path):
 def test_names_and_specs_agree():
     assert tiny_model_names() == list(TINY_MODELS)
     assert all(spec.name == name for name, spec in TINY_MODELS.items())
-    assert set(tiny_model_names()) == set(tiny_models._PIPELINE_BUILDERS)
+    assert all(callable(builder) for builder in TINY_MODELS.values())

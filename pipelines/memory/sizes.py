@@ -163,6 +163,7 @@ def _pow2_ceil(n: int) -> int:
 
 
 # ========================================================================= profiles
+# The size profiles of the registry presets are in the family modules (pipelines/families/*.py).
 # Where the numbers come from:
 # * transformer / VAE configs: huggingface/diffusers scripts (commit 58eb52c, Aug 2026):
 #   convert_wan_to_diffusers.py get_transformer_config("Wan-T2V-1.3B" | "Wan-T2V-14B" |
@@ -183,181 +184,117 @@ def _pow2_ceil(n: int) -> int:
 # * checkpoint dtypes: file sizes on the Hub (Wan-AI/*-Diffusers and Lightricks/LTX-Video
 #   store fp32; LTX 0.9.7/0.9.8 13B store bf16; SkyReels assumed fp32).
 
-_WAN_BLOCK_13B = ((13762560, 2), (2359296, 8), (41216, 1))  # FFN in/out, 8 attention projections
-_WAN_BLOCK_14B = ((70778880, 2), (26214400, 8), (121344, 1))
-_WAN_I2V_BLOCK = ((70778880, 2), (26214400, 10), (136704, 1))  # + image cross-attention k/v
-_LTX_BLOCK_2B = ((16777216, 2), (4194304, 8), (47104, 1))
-_LTX_BLOCK_13B = ((67108864, 2), (16777216, 8), (94208, 1))
 _T5_BLOCK = ((41943040, 3), (16777216, 4), (10240, 1))  # gated-GELU FFN, q/k/v/o
 _CLIP_H_BLOCK = ((6553600, 2), (1638400, 4), (16640, 1))
-_UNET_MOTION_BLOCK = ((14745600, 4), (13107200, 4), (7372800, 1), (6553600, 4), (1638400, 38), (4878080, 1))
-_SVD_UNET_BLOCK = ((14745600, 4), (13107200, 6), (7372800, 1), (6553600, 10), (4915200, 4), (1638400, 32),
-                   (1310720, 8), (994564, 1))
 
 
-def _umt5_xxl() -> ComponentSize:
+# Components and architectures several families share (the family modules in
+# pipelines/families/ hold their own tables: transformers, UNets, their VAE components).
+def umt5_xxl() -> ComponentSize:
     return ComponentSize("text_encoder", "text_encoder", 5_680_910_336, "float32", 24, 192_948_224,
                          1_050_148_864, _T5_BLOCK)  # the 256k-token embedding is the largest leaf
 
 
-def _t5_xxl() -> ComponentSize:
+def t5_xxl() -> ComponentSize:
     return ComponentSize("text_encoder", "text_encoder", 4_762_310_656, "float32", 24, 192_948_224,
                          131_596_288, _T5_BLOCK)
 
 
-def _clip_vit_h(name: str = "image_encoder") -> ComponentSize:
+def clip_vit_h(name: str = "image_encoder") -> ComponentSize:
     return ComponentSize(name, "image_encoder", 632_076_800, "float32", 32, 19_677_440, 6_558_720, _CLIP_H_BLOCK)
 
 
-_UMT5_ARCH = TextEncoderArch(hidden_size=4096, num_layers=24, ffn_dim=10240, num_heads=64, max_tokens=512)
-_T5_LTX_ARCH = TextEncoderArch(hidden_size=4096, num_layers=24, ffn_dim=10240, num_heads=64, max_tokens=128)
-_CLIP_L_ARCH = TextEncoderArch(hidden_size=768, num_layers=12, ffn_dim=3072, num_heads=12, max_tokens=77)
+UMT5_ARCH = TextEncoderArch(hidden_size=4096, num_layers=24, ffn_dim=10240, num_heads=64, max_tokens=512)
+T5_LTX_ARCH = TextEncoderArch(hidden_size=4096, num_layers=24, ffn_dim=10240, num_heads=64, max_tokens=128)
+CLIP_L_ARCH = TextEncoderArch(hidden_size=768, num_layers=12, ffn_dim=3072, num_heads=12, max_tokens=77)
 
 # Wan VAE decode: 10,130 bytes per output pixel (bf16, untiled, independent of the frame count:
 # measured 3.95 GiB at 480x832, 9.11 GiB at 720x1280); tiled 256/192: 0.87 GiB at 480x832.
-_WAN_VAE = VaeArch(spatial_ratio=8, temporal_ratio=4, latent_channels=16, decode="framewise",
-                   bytes_per_unit=10_130, tile=(256, 256), tiled_output_factor=1.4,
-                   decode_flops_per_voxel=1.6e6)
-# the LTX-Video 0.9.5+ VAE (bf16), shared by the 2B and 13B checkpoints
-_LTX_VAE_095 = ComponentSize("vae", "vae", 1_246_913_522, "bfloat16", 0, 0, 113_250_304)
+WAN_VAE = VaeArch(spatial_ratio=8, temporal_ratio=4, latent_channels=16, decode="framewise",
+                  bytes_per_unit=10_130, tile=(256, 256), tiled_output_factor=1.4,
+                  decode_flops_per_voxel=1.6e6)
 # LTX VAE decode (0.9.0 and 0.9.5/0.9.7 decoders alike): 100 bytes per output voxel untiled
 # (4.44 GiB for 121x512x768); tiled + framewise decoding: 0.90 GiB.
-_LTX_VAE = VaeArch(spatial_ratio=32, temporal_ratio=8, latent_channels=128, decode="volume",
-                   bytes_per_unit=100, tile=(512, 512), tile_frames=17, tiled_output_factor=1.85,
-                   decode_flops_per_voxel=0.6e6)
+LTX_VAE = VaeArch(spatial_ratio=32, temporal_ratio=8, latent_channels=128, decode="volume",
+                  bytes_per_unit=100, tile=(512, 512), tile_frames=17, tiled_output_factor=1.85,
+                  decode_flops_per_voxel=0.6e6)
 # SD 1.5 VAE: 1,536 bytes per output pixel per frame in a chunk (6.0 GiB for 16 frames at 512x512).
-_SD_VAE = VaeArch(spatial_ratio=8, temporal_ratio=1, latent_channels=4, decode="chunked", bytes_per_unit=1536,
-                  tile=(512, 512), default_chunk=16, decode_flops_per_voxel=1.2e6)
+SD_VAE = VaeArch(spatial_ratio=8, temporal_ratio=1, latent_channels=4, decode="chunked", bytes_per_unit=1536,
+                 tile=(512, 512), default_chunk=16, decode_flops_per_voxel=1.2e6)
 # SVD temporal decoder: 2,048 bytes per pixel per frame (9.0 GiB for 8 frames at 576x1024); no tiling.
-_SVD_VAE = VaeArch(spatial_ratio=8, temporal_ratio=1, latent_channels=4, decode="chunked", bytes_per_unit=2048,
-                   supports_tiling=False, default_chunk=25, decode_flops_per_voxel=1.5e6)
+SVD_VAE = VaeArch(spatial_ratio=8, temporal_ratio=1, latent_channels=4, decode="chunked", bytes_per_unit=2048,
+                  supports_tiling=False, default_chunk=25, decode_flops_per_voxel=1.5e6)
 
 
-def _wan(layers: int, heads: int, ffn: int) -> DenoiserArch:
-    return DenoiserArch("wan", layers, heads * 128, heads, ffn, (1, 2, 2), text_len=512, cfg_batched=False)
+# The profiles themselves live in the family entries (``ModelFamily.size_profiles`` /
+# ``repo_profiles``); they are collected on first use, because the family modules import this one.
+def _collect_profiles() -> tuple[dict[str, ModelSizes], dict[str, str]]:
+    from ..families import FAMILIES
+
+    profiles: dict[str, ModelSizes] = {}
+    repos: dict[str, str] = {}
+    for family in FAMILIES.values():
+        for name, sizes in family.size_profiles.items():
+            profiles[name] = sizes() if callable(sizes) else sizes
+        repos.update(family.repo_profiles)
+    return profiles, repos
 
 
-def _ltx(layers: int, heads: int, head_dim: int) -> DenoiserArch:
-    d = heads * head_dim
-    return DenoiserArch("ltx", layers, d, heads, 4 * d, (1, 1, 1), text_len=128, cfg_batched=True,
-                        act_attn_bytes_per_dim=32.0)
+_profiles_cache: tuple[dict[str, ModelSizes], dict[str, str]] | None = None
 
 
-def _wan_components(transformer: ComponentSize, *extra: ComponentSize) -> dict[str, ComponentSize]:
-    vae = ComponentSize("vae", "vae", 126_892_531, "float32", 0, 0, 3_981_696)
-    return {c.name: c for c in (transformer, *extra, _umt5_xxl(), vae)}
+def _profiles() -> tuple[dict[str, ModelSizes], dict[str, str]]:
+    global _profiles_cache
+    if _profiles_cache is None:
+        _profiles_cache = _collect_profiles()
+    return _profiles_cache
 
 
-_WAN_T13 = ComponentSize("transformer", "denoiser", 1_418_996_800, "float32", 30, 46_440_704, 14_164_992,
-                         _WAN_BLOCK_13B)
-_WAN_T14 = ComponentSize("transformer", "denoiser", 14_288_491_584, "float32", 40, 351_394_304, 157_317_120,
-                         _WAN_BLOCK_14B)
-_WAN_VAE_FP32 = {"vae": "float32"}  # as the presets load it (Wan's VAE loses detail in bf16)
-
-SIZE_PROFILES: dict[str, ModelSizes] = {
-    p.name: p
-    for p in [
-        ModelSizes("wan2.1-t2v-1.3b", _wan_components(_WAN_T13), _wan(30, 12, 8960), _WAN_VAE, _UMT5_ARCH,
-                   component_dtypes=_WAN_VAE_FP32, source="profile"),
-        ModelSizes("wan2.1-t2v-14b", _wan_components(_WAN_T14), _wan(40, 40, 13824), _WAN_VAE, _UMT5_ARCH,
-                   component_dtypes=_WAN_VAE_FP32, source="profile"),
-        ModelSizes("wan2.1-i2v-14b",
-                   _wan_components(ComponentSize("transformer", "denoiser", 16_394_878_784, "float32", 40,
-                                                 403_838_464, 157_317_120, _WAN_I2V_BLOCK), _clip_vit_h()),
-                   _wan(40, 40, 13824), _WAN_VAE, _UMT5_ARCH, component_dtypes=_WAN_VAE_FP32, source="profile"),
-        ModelSizes("wan2.2-a14b",
-                   _wan_components(replace(_WAN_T14, checkpoint_dtype="bfloat16"),
-                                   replace(_WAN_T14, name="transformer_2", checkpoint_dtype="bfloat16")),
-                   _wan(40, 40, 13824), _WAN_VAE, _UMT5_ARCH, component_dtypes=_WAN_VAE_FP32, source="profile"),
-        ModelSizes("skyreels-v2-df-1.3b",
-                   _wan_components(replace(_WAN_T13, params=1_435_525_696)),  # + sample-info embedding
-                   _wan(30, 12, 8960), _WAN_VAE, _UMT5_ARCH, component_dtypes=_WAN_VAE_FP32, source="profile"),
-        ModelSizes("skyreels-v2-df-14b", _wan_components(_WAN_T14), _wan(40, 40, 13824), _WAN_VAE, _UMT5_ARCH,
-                   component_dtypes=_WAN_VAE_FP32, source="profile"),
-        ModelSizes("ltx-video-0.9",
-                   {"transformer": ComponentSize("transformer", "denoiser", 1_923_385_472, "float32", 28,
-                                                 67_155_968, 25_178_112, _LTX_BLOCK_2B),
-                    "text_encoder": _t5_xxl(),
-                    "vae": ComponentSize("vae", "vae", 419_193_649, "float32", 0, 0, 56_627_200)},
-                   _ltx(28, 32, 64), _LTX_VAE, _T5_LTX_ARCH, source="profile"),
-        ModelSizes("ltx-video-0.9.5",
-                   {"transformer": ComponentSize("transformer", "denoiser", 1_923_385_472, "bfloat16", 28,
-                                                 67_155_968, 25_178_112, _LTX_BLOCK_2B),
-                    "text_encoder": _t5_xxl(),
-                    "vae": _LTX_VAE_095},
-                   _ltx(28, 32, 64), _LTX_VAE, _T5_LTX_ARCH, source="profile"),
-        ModelSizes("ltx-video-0.9.7-13b",
-                   {"transformer": ComponentSize("transformer", "denoiser", 13_042_569_344, "bfloat16", 48,
-                                                 268_529_664, 100_687_872, _LTX_BLOCK_13B),
-                    "text_encoder": _t5_xxl(),
-                    "vae": _LTX_VAE_095},
-                   _ltx(48, 32, 128), _LTX_VAE, _T5_LTX_ARCH, source="profile"),
-        ModelSizes("animatediff-sd15",
-                   {"unet": ComponentSize("unet", "denoiser", 1_312_730_244, "float16", 8, 366_545_920, 29_492_480,
-                                          _UNET_MOTION_BLOCK),
-                    "text_encoder": ComponentSize("text_encoder", "text_encoder", 123_060_480, "float16", 12,
-                                                  7_087_872, 37_945_344),
-                    "vae": ComponentSize("vae", "vae", 83_653_863, "float16", 0, 0, 2_359_808)},
-                   # 2.03 GiB and 31.4 TFLOPs (+20% attention) for a CFG batch of 2 x 16 frames x 64 x 64 latents
-                   DenoiserArch("unet", 16, 1280, 8, 5120, text_len=77, cfg_batched=True,
-                                unet_act_bytes_per_voxel=16_640, unet_flops_per_voxel=2.9e8, supports_fp8=False),
-                   _SD_VAE, _CLIP_L_ARCH, compute_dtype="float16", source="profile"),
-        ModelSizes("svd-xt",
-                   {"unet": ComponentSize("unet", "denoiser", 1_524_623_082, "float16", 8, 489_498_886, 29_492_480,
-                                          _SVD_UNET_BLOCK),
-                    "image_encoder": replace(_clip_vit_h(), checkpoint_dtype="float16"),
-                    "vae": ComponentSize("vae", "vae", 97_742_847, "float16", 0, 0, 2_359_808)},
-                   # 7.73 GiB and 129 TFLOPs (+20% attention) for 2 x 25 frames x 72 x 128 latents
-                   DenoiserArch("unet", 16, 1280, 20, 5120, text_len=1, cfg_batched=True,
-                                unet_act_bytes_per_voxel=18_000, unet_flops_per_voxel=3.3e8, supports_fp8=False),
-                   _SVD_VAE, None, compute_dtype="float16", source="profile"),
-    ]
-}
-SIZE_PROFILES["ltx-video-0.9.8-13b"] = replace(SIZE_PROFILES["ltx-video-0.9.7-13b"], name="ltx-video-0.9.8-13b")
-
-# Hub repo ids -> profile, so a preset or a repo id can be planned without downloading.
-REPO_PROFILES: dict[str, str] = {
-    "Wan-AI/Wan2.1-T2V-1.3B-Diffusers": "wan2.1-t2v-1.3b",
-    "Wan-AI/Wan2.1-T2V-14B-Diffusers": "wan2.1-t2v-14b",
-    "Wan-AI/Wan2.1-I2V-14B-480P-Diffusers": "wan2.1-i2v-14b",
-    "Wan-AI/Wan2.1-I2V-14B-720P-Diffusers": "wan2.1-i2v-14b",
-    "Wan-AI/Wan2.1-FLF2V-14B-720P-diffusers": "wan2.1-i2v-14b",
-    "Wan-AI/Wan2.2-T2V-A14B-Diffusers": "wan2.2-a14b",
-    "Lightricks/LTX-Video": "ltx-video-0.9",
-    "Lightricks/LTX-Video-0.9.5": "ltx-video-0.9.5",
-    "Lightricks/LTX-Video-0.9.7-dev": "ltx-video-0.9.7-13b",
-    "Lightricks/LTX-Video-0.9.7-distilled": "ltx-video-0.9.7-13b",
-    "Lightricks/LTX-Video-0.9.8-13B-distilled": "ltx-video-0.9.8-13b",
-    "emilianJR/epiCRealism": "animatediff-sd15",
-    "stabilityai/stable-video-diffusion-img2vid-xt": "svd-xt",
-    "Skywork/SkyReels-V2-DF-1.3B-540P-Diffusers": "skyreels-v2-df-1.3b",
-    "Skywork/SkyReels-V2-DF-14B-540P-Diffusers": "skyreels-v2-df-14b",
-    "Skywork/SkyReels-V2-DF-14B-720P-Diffusers": "skyreels-v2-df-14b",
-}
+def __getattr__(name: str) -> Any:
+    # SIZE_PROFILES (profile name -> ModelSizes) and REPO_PROFILES (hub repo id -> profile name),
+    # so a preset or a repo id can be planned without downloading.
+    if name == "SIZE_PROFILES":
+        return _profiles()[0]
+    if name == "REPO_PROFILES":
+        return _profiles()[1]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def profile_sizes(name: str) -> ModelSizes:
     """Sizes of a registry preset's model, from the built-in profile (or a hub repo id)."""
-    key = REPO_PROFILES.get(name, name)
+    profiles, repos = _profiles()
+    key = repos.get(name, name)
     try:
-        return SIZE_PROFILES[key]
+        return profiles[key]
     except KeyError:
         raise KinetographError(
-            f"No size profile named {name!r}. Known profiles: {', '.join(sorted(SIZE_PROFILES))}; "
+            f"No size profile named {name!r}. Known profiles: {', '.join(sorted(profiles))}; "
             f"or plan a local diffusers folder (it is measured from its files)."
         ) from None
 
 
 # ============================================================== architecture from configs
-_WAN_CLASSES = {"WanTransformer3DModel", "SkyReelsV2Transformer3DModel", "WanVACETransformer3DModel",
-                "WanAnimateTransformer3DModel"}
-_UNET_CLASSES = {"UNetMotionModel", "UNetSpatioTemporalConditionModel", "UNet3DConditionModel",
-                 "UNet2DConditionModel", "UNetControlNetXSModel", "I2VGenXLUNet"}
+# UNet video denoisers of no registered family, still measured as UNets (the families list their own).
+_OTHER_UNET_CLASSES = frozenset({"UNet3DConditionModel", "I2VGenXLUNet"})
+_denoiser_kinds_cache: dict[str, str] | None = None
+
+
+def denoiser_kind(class_name: str) -> str:
+    """The activation model of a denoiser class: "wan" | "ltx" | "unet" | "dit" (unknown transformer)."""
+    global _denoiser_kinds_cache
+    if _denoiser_kinds_cache is None:
+        from ..families import FAMILIES
+
+        kinds = {c: "unet" for c in _OTHER_UNET_CLASSES}
+        kinds.update({c: f.denoiser_kind for f in FAMILIES.values() for c in f.denoiser_classes})
+        _denoiser_kinds_cache = kinds
+    return _denoiser_kinds_cache.get(class_name, "dit")
 
 
 def denoiser_arch_from_config(class_name: str, config: dict[str, Any]) -> DenoiserArch:
     """Architecture numbers from a transformer/unet config.json (diffusers names)."""
-    if class_name in _UNET_CLASSES:
+    kind = denoiser_kind(class_name)
+    if kind == "unet":
         channels = list(config.get("block_out_channels") or [320, 640, 1280, 1280])
         return DenoiserArch("unet", 16, channels[-1], 8, 4 * channels[-1], text_len=77, cfg_batched=True,
                             unet_act_bytes_per_voxel=17_000, unet_flops_per_voxel=3.0e8, supports_fp8=False)
@@ -365,11 +302,11 @@ def denoiser_arch_from_config(class_name: str, config: dict[str, Any]) -> Denois
     head_dim = int(config.get("attention_head_dim") or 64)
     d = heads * head_dim
     layers = int(config.get("num_layers") or config.get("num_hidden_layers") or 28)
-    if class_name in _WAN_CLASSES:
+    if kind == "wan":
         patch = tuple(config.get("patch_size") or (1, 2, 2))
         return DenoiserArch("wan", layers, d, heads, int(config.get("ffn_dim") or 4 * d), patch,  # type: ignore[arg-type]
                             text_len=512, cfg_batched=False)
-    if class_name == "LTXVideoTransformer3DModel":
+    if kind == "ltx":
         p, pt = int(config.get("patch_size") or 1), int(config.get("patch_size_t") or 1)
         return DenoiserArch("ltx", layers, d, heads, 4 * d, (pt, p, p), text_len=128, cfg_batched=True,
                             act_attn_bytes_per_dim=32.0)
@@ -385,19 +322,19 @@ def vae_arch_from_config(class_name: str, config: dict[str, Any]) -> VaeArch:
         down = list(config.get("temperal_downsample") or [False, True, True])
         spatial = int(config.get("scale_factor_spatial") or 2 ** len(down))
         temporal = int(config.get("scale_factor_temporal") or 2 ** sum(bool(x) for x in down))
-        return replace(_WAN_VAE, spatial_ratio=spatial, temporal_ratio=temporal,
+        return replace(WAN_VAE, spatial_ratio=spatial, temporal_ratio=temporal,
                        latent_channels=int(config.get("z_dim") or 16))
     if class_name == "AutoencoderKLLTXVideo":
         scaling = list(config.get("spatio_temporal_scaling") or [True, True, True, False])
         p, pt = int(config.get("patch_size") or 4), int(config.get("patch_size_t") or 1)
         spatial = int(config.get("spatial_compression_ratio") or p * 2 ** sum(bool(x) for x in scaling))
         temporal = int(config.get("temporal_compression_ratio") or pt * 2 ** sum(bool(x) for x in scaling))
-        return replace(_LTX_VAE, spatial_ratio=spatial, temporal_ratio=temporal,
+        return replace(LTX_VAE, spatial_ratio=spatial, temporal_ratio=temporal,
                        latent_channels=int(config.get("latent_channels") or 128))
     if class_name == "AutoencoderKLTemporalDecoder":
-        return _SVD_VAE
+        return SVD_VAE
     channels = list(config.get("block_out_channels") or [128, 256, 512, 512])
-    return replace(_SD_VAE, spatial_ratio=2 ** (len(channels) - 1),
+    return replace(SD_VAE, spatial_ratio=2 ** (len(channels) - 1),
                    latent_channels=int(config.get("latent_channels") or 4))
 
 
@@ -472,7 +409,7 @@ def _numel(shape: list[int]) -> int:
 def _role(name: str, class_name: str) -> str:
     if name in _ROLE_BY_NAME:
         return _ROLE_BY_NAME[name]
-    if class_name in _UNET_CLASSES or class_name.endswith("Transformer3DModel"):
+    if denoiser_kind(class_name) == "unet" or class_name.endswith("Transformer3DModel"):
         return "denoiser"
     return "other"
 
