@@ -16,31 +16,37 @@ from pipelines.families import TASKS
 
 # ------------------------------------------------------------------ progress bar
 class TerminalProgress:
-    """A tqdm bar per stage (load, encode, denoise, decode, write); ``detail`` reports the stages
-    of work inside one step of the current bar (a generation per pair while interpolating)."""
+    """An engine-event subscriber: a tqdm bar per top-level stage (load, encode, denoise, decode,
+    write, interpolate); progress nested within a stage (a generation per pair while
+    interpolating) shows after that stage's bar, which keeps its own count."""
 
     def __init__(self, enabled: bool = True) -> None:
         self.enabled = enabled
         self.stage: str | None = None
         self.bar = None
 
-    def __call__(self, stage: str, done: int, total: int) -> None:
+    def __call__(self, event) -> None:
+        from pipelines.events import Note, Progress
+
         if not self.enabled:
+            return
+        if isinstance(event, Note):
+            print(f"note: {event.text}", file=sys.stderr)
+        if not isinstance(event, Progress):
+            return
+        if event.within:  # inner work: shown after the enclosing bar
+            if self.bar is not None:
+                self.bar.set_postfix_str(f"{event.stage} {event.done}/{event.total}", refresh=True)
             return
         from tqdm import tqdm
 
-        if stage != self.stage or self.bar is None or self.bar.total != total:
+        if event.stage != self.stage or self.bar is None or self.bar.total != event.total:
             self.close()
-            self.stage = stage
-            self.bar = tqdm(total=total, desc=f"{stage:>9}", unit="step" if stage == "denoise" else "",
-                            leave=stage in ("denoise", "interpolate"), file=sys.stderr, dynamic_ncols=True)
-        self.bar.n = done
+            self.stage = event.stage
+            self.bar = tqdm(total=event.total, desc=f"{event.stage:>11}", unit="step" if event.stage == "denoise" else "",
+                            leave=event.stage in ("denoise", "interpolate"), file=sys.stderr, dynamic_ncols=True)
+        self.bar.n = event.done
         self.bar.refresh()
-
-    def detail(self, stage: str, done: int, total: int) -> None:
-        """Show ``stage done/total`` after the current bar (it keeps its own count)."""
-        if self.enabled and self.bar is not None:
-            self.bar.set_postfix_str(f"{stage} {done}/{total}", refresh=True)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -48,28 +54,73 @@ class TerminalProgress:
             self.bar = None
 
 
-# --------------------------------------------------------------------- commands
-def cmd_generate(args: argparse.Namespace) -> int:
-    from pipelines import engine
-    from pipelines.jobspec import JobSpec
+class PreviewWriter:
+    """An engine-event subscriber that saves each preview as a numbered PNG strip of its frames."""
 
-    job = JobSpec(task=args.task, model=args.model, prompt=args.prompt or "",
-                  negative_prompt=args.negative_prompt, image=args.image, last_image=args.last_image,
-                  frames=args.frames, seconds=args.seconds, fps=args.fps, width=args.width, height=args.height,
-                  steps=args.steps, guidance=args.guidance, seed=args.seed, out=args.out, name=args.name,
-                  transformer=args.transformer)
-    bar = TerminalProgress(enabled=not args.quiet)
+    def __init__(self, folder: str) -> None:
+        self.folder = Path(folder)
+        self.count = 0
+
+    def __call__(self, event) -> None:
+        from pipelines.events import Preview
+
+        if not isinstance(event, Preview):
+            return
+        import numpy as np
+        from PIL import Image
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        frames = event.frames[:: max(1, len(event.frames) // 8)][:8]  # at most 8 frames side by side
+        self.count += 1
+        name = self.folder / f"preview-{self.count:04d}-step{event.step:03d}.png"
+        Image.fromarray(np.concatenate(list(frames), axis=1)).save(name)
+
+
+def run_job(job, args: argparse.Namespace, preview_dir: str | None = None, **options):
+    """Run ``job`` through the engine with the CLI's subscribers; print the result."""
+    from pipelines import engine
+    from pipelines.events import Events
+
+    bar = TerminalProgress(enabled=not getattr(args, "quiet", False))
+    events = Events([bar], preview_every=PREVIEW_EVERY if preview_dir else 0)
+    if preview_dir:
+        events.subscribe(PreviewWriter(preview_dir))
     try:
-        result = engine.run(job, progress=bar, output_dir=args.output_dir, overwrite=args.overwrite,
-                            budget_gb=args.budget_gb, ram_gb=args.ram_gb, memory_mode=args.memory_mode)
+        result = engine.run(job, events, **options)
     finally:
         bar.close()
-    if args.json:
-        print(json.dumps({"path": str(result.path), "frames": result.frame_count, "fps": result.fps,
-                          "width": result.width, "height": result.height, "seed": result.seed,
-                          "timings": result.timings, "memory": result.memory, "notes": result.notes}))
+    if getattr(args, "json", False):
+        print(json.dumps(result.to_dict(), default=str))
     else:
         print(result.summary())
+    return result
+
+
+PREVIEW_EVERY = 1  # denoising steps between previews written by --preview-dir
+
+
+# --------------------------------------------------------------------- commands
+def cmd_generate(args: argparse.Namespace) -> int:
+    from pipelines.jobs import GenerateJob
+
+    job = GenerateJob(task=args.task, model=args.model, prompt=args.prompt or "",
+                      negative_prompt=args.negative_prompt, image=args.image, last_image=args.last_image,
+                      frames=args.frames, seconds=args.seconds, fps=args.fps, width=args.width, height=args.height,
+                      steps=args.steps, guidance=args.guidance, seed=args.seed, out=args.out, name=args.name,
+                      transformer=args.transformer)
+    run_job(job, args, preview_dir=args.preview_dir, output_dir=args.output_dir, overwrite=args.overwrite,
+            budget_gb=args.budget_gb, ram_gb=args.ram_gb, memory_mode=args.memory_mode)
+    return 0
+
+
+def cmd_rerun(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from pipelines.results import job_from_output
+
+    job, _meta = job_from_output(args.output)
+    job = dataclasses.replace(job, out=args.out)  # None: a new name is chosen, never the original's
+    run_job(job, args, overwrite=args.overwrite, output_dir=args.output_dir)
     return 0
 
 
@@ -108,37 +159,24 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_interpolate(args: argparse.Namespace) -> int:
-    from pipelines.interpolation import get_backend, interpolate_video
+    from pipelines.jobs import InterpolateJob
 
-    bar = TerminalProgress(enabled=not args.quiet)  # a generation's own stages show after its count
+    job = InterpolateJob(input=args.input, factor=args.factor, fps=args.fps, slowmo=args.slowmo, start=args.start,
+                         end=args.end, method=args.method, quality=args.quality, model=args.model,
+                         prompt=args.prompt, steps=args.steps, seed=args.seed, out=args.out)
+    from pipelines import engine
+    from pipelines.events import Events
 
-    generative_flags = [flag for flag, value in (("--model", args.model), ("--prompt", args.prompt),
-                                                 ("--steps", args.steps), ("--seed", args.seed)) if value is not None]
-    if args.method == "generative":
-        if not args.model:
-            raise KinetographError(
-                "--method generative needs --model: a video model that generates between a first and a last "
-                "frame, e.g. --model ltx-video or --model wan2.1-14b (--model tiny-ltx runs anywhere but makes "
-                "noise). See `python app.py models`; or use --method flow, which needs no model."
-            )
-        if args.quality is not None:
-            raise KinetographError("--quality is a setting of --method flow; leave it out with --method generative.")
-        backend = get_backend("generative", model=args.model, prompt=args.prompt or "", steps=args.steps,
-                              seed=args.seed, progress=bar.detail)
-    else:
-        if generative_flags:
-            raise KinetographError(f"{', '.join(generative_flags)} only apply to --method generative; add "
-                                   "--method generative to in-between with a video model, or leave them out.")
-        backend = get_backend("flow", quality=args.quality or "standard")
+    bar = TerminalProgress(enabled=not args.quiet)
     try:  # no --out: the engine names it beside the input (clip-x2.mp4, clip-60fps.mp4), never over a file
-        result = interpolate_video(Path(args.input), args.out, factor=args.factor, target_fps=args.fps, start_frame=args.start,
-                                   end_frame=args.end, slowmo=args.slowmo, backend=backend, progress=bar)
+        result = engine.run(job, Events([bar]))
     finally:
         bar.close()
-    made_by = f", {args.model} seed {backend.seed}" if args.method == "generative" else ""
-    print(f"wrote {result.path}  ({result.frames_in} -> {result.frames_out} frames, "
-          f"{result.src_fps:g} -> {result.out_fps:g} fps, {result.ms_per_frame:.0f} ms per output frame{made_by}"
-          + (f", scene cuts kept at input frames {result.scene_cuts}" if result.scene_cuts else "") + ")")
+    made_by = f", {args.model} seed {result.seed}" if args.method == "generative" else ""
+    d = result.details
+    print(f"wrote {result.path}  ({d['frames_in']} -> {result.frame_count} frames, "
+          f"{d['src_fps']:g} -> {result.fps:g} fps, {d['ms_per_frame']:.0f} ms per output frame{made_by}"
+          + (f", scene cuts kept at input frames {d['scene_cuts']}" if d["scene_cuts"] else "") + ")")
     return 0
 
 
@@ -179,6 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--budget-gb", type=float, help="GPU memory to stay within (default: the GPU's free memory)")
     gen.add_argument("--ram-gb", type=float, help="host RAM to stay within (default: free RAM)")
     gen.add_argument("--memory-mode", help="force a memory mode instead of the planner's choice (see `plan`)")
+    gen.add_argument("--preview-dir", help="write a PNG preview of the frames as they form, every denoising step")
     gen.add_argument("--json", action="store_true", help="print the result as one JSON object")
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
     gen.set_defaults(func=cmd_generate)
@@ -226,6 +265,15 @@ def build_parser() -> argparse.ArgumentParser:
     interp.add_argument("--out", help="output .mp4 (default: next to the input)")
     interp.add_argument("--quiet", action="store_true")
     interp.set_defaults(func=cmd_interpolate)
+
+    rerun = sub.add_parser("rerun", help="make an output again from the job it carries (same seed, same frames)")
+    rerun.add_argument("output", help="a Kinetograph output (.mp4, or its .json sidecar)")
+    rerun.add_argument("--out", help="where the new video goes (default: a new name beside the usual outputs)")
+    rerun.add_argument("--output-dir", help="folder for default output names (default: outputs)")
+    rerun.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    rerun.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    rerun.add_argument("--quiet", action="store_true", help="no progress bar")
+    rerun.set_defaults(func=cmd_rerun)
 
     info = sub.add_parser("info", help="print the settings embedded in a Kinetograph output")
     info.add_argument("path")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import random
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from .errors import KinetographError
 from .families import TASKS, ModelFamily
@@ -26,6 +26,9 @@ MAX_SEED = 2**32 - 1
 
 @dataclass(frozen=True)
 class JobSpec:
+    """A generation job (``jobs.GenerateJob``): t2v, i2v or keyframes."""
+
+    kind: ClassVar[str] = "generate"
     task: str = "t2v"
     model: str = "tiny-ltx"
     prompt: str = ""
@@ -94,9 +97,8 @@ class JobSpec:
 
         ``frame_multiple``/``size_multiple`` override the family's when the loaded model
         says otherwise (the VAE's real compression ratios are read after loading).
-        Every change is recorded in ``adjustments``.
+        Every change is recorded in ``adjustments``. The job must be checked (``check``) first.
         """
-        self.check()
         frame_multiple = frame_multiple or family.frame_multiple
         size_multiple = size_multiple or family.size_multiple
         notes = list(self.adjustments)

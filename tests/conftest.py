@@ -55,7 +55,8 @@ def staged_loads(monkeypatch):
     returns the list of (skip, pipeline) of each pipeline load, in order."""
     import dataclasses
 
-    from pipelines import engine, models
+    from pipelines import models
+    from pipelines.tasks import generate as engine  # the generation task: where plans are made and pipelines loaded
 
     real_ladder = engine.plan_ladder
     monkeypatch.setattr(engine, "plan_ladder", lambda *a, **k: [dataclasses.replace(p, staged_load=True)

@@ -158,15 +158,17 @@ def test_interpolate_bad_input_is_a_clear_error(tmp_path, capsys):
     assert not list(tmp_path.glob("clip-x1000*"))
 
 
-def test_terminal_progress_detail_shows_inner_stages_beside_the_current_bar(capsys):
+def test_terminal_progress_shows_nested_stages_beside_the_current_bar(capsys):
+    from pipelines.events import Events
+
     bar = app.TerminalProgress()
-    bar.detail("denoise", 1, 4)  # no bar yet: nothing to annotate, no error
-    bar("interpolate", 2, 10)
-    bar.detail("denoise", 3, 4)
+    events = Events([bar])
+    events.nested("interpolate", 0, 10).progress("denoise", 1, 4)  # no bar yet: nothing to annotate, no error
+    events.progress("interpolate", 2, 10)
+    events.nested("interpolate", 2, 10).progress("denoise", 3, 4)
     assert bar.bar.n == 2 and bar.bar.postfix == "denoise 3/4"
     bar.close()
     assert "denoise 3/4" in capsys.readouterr().err
     quiet = app.TerminalProgress(enabled=False)
-    quiet("interpolate", 1, 2)
-    quiet.detail("denoise", 1, 2)
+    Events([quiet]).progress("interpolate", 1, 2)
     assert quiet.bar is None

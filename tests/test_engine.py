@@ -8,7 +8,8 @@ from pipelines import engine
 from pipelines.errors import JobCancelled, KinetographError
 from pipelines.jobspec import JobSpec
 from pipelines.progress import CancelToken
-from pipelines.video_io import iter_frames, probe_video, read_metadata
+from pipelines.tasks.generate import fit_images
+from pipelines.video_io import iter_frames, probe_video, read_image, read_metadata
 
 SMALL = dict(frames=9, width=64, height=64, steps=2)
 
@@ -84,8 +85,8 @@ def test_staged_run_matches_the_pipelines_own_call(task, model, sample_images):
     job = job.adapted_to(source.family)
     pipe = load_pipeline(source)
     adapter = source.family.adapter
-    images, _ = engine._prepare_images(
-        {k: engine.read_image(getattr(job, k)) for k in ("image", "last_image") if getattr(job, k)},
+    images, _ = fit_images(
+        {k: read_image(getattr(job, k)) for k in ("image", "last_image") if getattr(job, k)},
         job.width, job.height)
     common = dict(**adapter.call_kwargs(job), **adapter.task_inputs(pipe, job, images))
     prompts = {} if source.family.id == "svd" else dict(prompt=job.prompt, negative_prompt=job.negative_prompt)

@@ -339,7 +339,8 @@ def _source_rate(src: Path, start: int, end: int, info) -> tuple[Fraction | floa
 
 def interpolate_video(src, dst=None, factor=None, target_fps=None, start_frame: int = 0, end_frame: int | None = None,
                       slowmo: bool = False, backend="flow", progress=None, cancel: CancelToken | None = None,
-                      dedup: bool = True, overwrite: bool = False) -> InterpolationResult:
+                      dedup: bool = True, overwrite: bool = False,
+                      metadata: dict | None = None) -> InterpolationResult:
     """Interpolate a video file to ``dst`` (mp4), streaming frame by frame.
 
     ``factor`` N: N× the frames at N× the fps; ``target_fps`` F: output at F fps (any ratio,
@@ -348,8 +349,8 @@ def interpolate_video(src, dst=None, factor=None, target_fps=None, start_frame: 
     exclusive, None = to the end). The audio of that range is kept in sync; a variable-rate
     video (a phone's) is timed by its frames' timestamps, at its typical rate. ``dst=None``
     writes ``<src>-x2.mp4`` (or ``-60fps``) next to the source, never over an existing file.
-    The settings, the backend and the scene cuts found are stored in the output's metadata.
-    A failed or cancelled run leaves no output behind.
+    The settings, the backend and the scene cuts found are stored in the output's metadata,
+    added to ``metadata`` (the engine's job record). A failed or cancelled run leaves no output behind.
     """
     from ..video_io import VideoWriter, iter_frames, probe_video, unique_output_path
 
@@ -374,7 +375,7 @@ def interpolate_video(src, dst=None, factor=None, target_fps=None, start_frame: 
         "timing": "timestamps (variable frame rate)" if positions else "constant frame rate",
         "audio": "kept" if keep_audio else ("dropped (slow motion)" if info.has_audio else "none"),
     }
-    metadata = {"task": "interpolate", "source": str(src), "interpolation": settings}
+    metadata = {**(metadata or {}), "task": "interpolate", "source": str(src), "interpolation": settings}
     audio_start_s = float(Fraction(start) / plan.src_fps if range_start_s is None else range_start_s)
     stream = StreamInterpolator(plan, engine, dedup=dedup, positions=positions)
     report = _make_progress(progress, total)
