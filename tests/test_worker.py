@@ -2,10 +2,11 @@
 
 Most tests inject a fake ``run`` that records what it was called with and can be held on a gate,
 so jobs are forced to wait in the queue (a worker that ran jobs out of order, started a cancelled
-job or died on an exception fails them).
+job or died on an exception fails them). One end-to-end test runs the real engine.
 """
 from __future__ import annotations
 
+import inspect
 import threading
 import time
 
@@ -295,3 +296,47 @@ def test_a_subscriber_pressing_cancel_on_the_queue_note_cancels_the_job():
         ticket.result(TIMEOUT)
     worker.shutdown()
     assert run.calls == []  # never started (or, if already taken from the queue, stopped before run)
+
+
+# ------------------------------------------------------------------------ the real engine
+def _engine_takes_events() -> bool:
+    from pipelines import engine
+
+    return "events" in inspect.signature(engine.run).parameters
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _engine_takes_events(), reason="engine.run does not take events= yet "
+                    "(it takes a progress callback); runs once the engine's events signature lands")
+def test_end_to_end_with_the_engine(tmp_path):
+    from pathlib import Path
+
+    from pipelines.jobspec import JobSpec
+    from pipelines.models import ModelManager
+
+    job = JobSpec(task="t2v", model="tiny-ltx", prompt="a fox", frames=9, width=64, height=64, steps=2, seed=1)
+    worker = Worker(manager=ModelManager())
+    cancelled_dir, done_dir = tmp_path / "cancelled", tmp_path / "done"
+    holder = {}
+
+    def cancel_on_first_progress(event):  # a front door's cancel button, pressed mid-job
+        if isinstance(event, Progress):
+            holder["ticket"].cancel()
+
+    holder["ticket"] = first = worker.submit(job, subscribers=[cancel_on_first_progress], output_dir=cancelled_dir)
+    events = []
+    second = worker.submit(job, subscribers=[events.append], output_dir=done_dir)
+    with pytest.raises(JobCancelled):
+        first.result(timeout=600)
+    assert first.state == "cancelled"
+    assert not list(cancelled_dir.rglob("*.mp4"))  # a cancelled job leaves no video behind
+
+    result = second.result(timeout=600)
+    assert second.state == "done"
+    assert Path(result.path).is_file() and Path(result.path).stat().st_size > 0
+    assert Path(result.path).resolve().is_relative_to(done_dir.resolve())
+    assert (result.frame_count, result.width, result.height, result.seed) == (9, 64, 64, 1)
+    assert isinstance(events[0], Note) and events[0].text.startswith("queued at position ")
+    assert any(isinstance(e, Progress) for e in events)
+    assert worker.queue_positions() == {}
+    worker.shutdown()
