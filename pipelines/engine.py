@@ -313,12 +313,12 @@ def _generate(prepared: _Prepared, progress: ProgressCallback, cancel: CancelTok
 # ------------------------------------------------------------------------ helpers
 def _encode_with_encoders_alone(source, adapter, job: JobSpec, plan, progress, timings) -> dict[str, Any]:
     """Staged loading: load only the text encoders, encode the prompt, release them."""
-    from .memory.apply import release_memory
+    from .memory.apply import place_text_encoders, release_memory
 
     progress("encode", 0, 1)
     t = time.perf_counter()
     encoder_pipe = load_pipeline(source, None, skip=HEAVY_COMPONENTS)
-    encoder_pipe.to(plan.text_encode_device)
+    place_text_encoders(encoder_pipe, plan)
     embeds = adapter.encode_prompt(encoder_pipe, job, plan.text_encode_device)
     del encoder_pipe
     release_memory()

@@ -76,6 +76,34 @@ def place_components(pipe: Any, plan: MemoryPlan, device: Any) -> list[str]:
     return notes
 
 
+def place_text_encoders(pipe: Any, plan: MemoryPlan, device_facts: DeviceFacts | None = None) -> list[str]:
+    """Place only the encoders of ``pipe`` exactly as ``plan`` says (staged loading: a pipeline that holds
+    the encoders alone). A leaf-offloaded encoder gets diffusers' group-offload hooks and stays in host
+    RAM, a "gpu" one moves to the GPU, a "cpu" one stays on the CPU. Without CUDA nothing moves."""
+    import torch
+
+    device = _cuda_device(device_facts)
+    if device is None:
+        return [f"no CUDA device: the encoders of plan '{plan.name}' stay on the CPU as loaded"]
+    notes = []
+    for name, comp in plan.components.items():
+        module = getattr(pipe, name, None)
+        if comp.role not in ("text_encoder", "image_encoder") or not isinstance(module, torch.nn.Module):
+            continue
+        _remove_hooks_from(module)
+        notes.append(f"{name}: " + _place(module, comp, device))
+    return notes
+
+
+def _cuda_device(device_facts: DeviceFacts | None) -> Any:
+    """The onload device, or None without CUDA (tests stand the CPU in for it)."""
+    import torch
+
+    if not torch.cuda.is_available() or (device_facts is not None and not device_facts.has_cuda):
+        return None
+    return torch.device("cuda")
+
+
 def release_memory() -> None:
     """Give freed tensors back: Python garbage, then the CUDA caching allocator."""
     gc.collect()
@@ -263,8 +291,8 @@ def _enable_fp8(module: Any, comp: ComponentPlan) -> str:
 
     if not hasattr(module, "enable_layerwise_casting"):
         return f"{comp.name}: fp8 storage skipped (not a diffusers model)"
-    registry = getattr(module, "_diffusers_hook", None)
-    if registry is not None and _has_layerwise_casting(module):
+    # The casting hooks sit on the leaf layers, not on the model itself: look at every submodule.
+    if _has_layerwise_casting(module):
         return f"{comp.name}: already stored in fp8"
     compute = getattr(torch, comp.compute_dtype)
     if compute == torch.float32:
@@ -337,10 +365,15 @@ def _remove_offloading(pipe: Any) -> None:
 
 
 def _remove_hooks_from(module: Any) -> None:
-    registry = getattr(module, "_diffusers_hook", None)
-    if registry is not None:
+    """Remove group-offload hooks (diffusers) and offload hooks (accelerate) from ``module`` and every
+    submodule. Leaf-level group offload registers its hooks on the leaf layers only, so the top
+    module may have no hook registry at all: every submodule is visited."""
+    for sub in module.modules():
+        registry = getattr(sub, "_diffusers_hook", None)
+        if registry is None:
+            continue
         for name in _GROUP_OFFLOAD_HOOK_NAMES:
-            registry.remove_hook(name, recurse=True)
+            registry.remove_hook(name, recurse=False)
     if getattr(module, "hf_device_map", None):
         return  # a load-time device map is part of the model; its hooks stay
     try:
