@@ -159,3 +159,102 @@ def test_a_later_plan_removes_leaf_level_offload_hooks(fresh_wan):
     encoder = fresh_wan.text_encoder
     release_text_encoder(fresh_wan, offloaded, names=("text_encoder",))
     assert not _hook_counts(encoder)
+
+
+# ------------------------------------------------------------------ measuring and budgets (items 4, 6)
+def _pin_memory_failure():
+    """A failed cudaHostAlloc reads like a VRAM OOM; only the frame it is raised from tells them apart."""
+    def pin_memory():
+        raise RuntimeError("CUDA error: out of memory")
+
+    try:
+        pin_memory()
+    except RuntimeError as exc:
+        return exc
+
+
+def test_memory_errors_are_told_apart():
+    import torch
+
+    from pipelines.memory import memory_error_kind
+
+    assert memory_error_kind(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")) == "vram"
+    assert memory_error_kind(RuntimeError("CUDA error: out of memory")) == "vram"
+    assert memory_error_kind(RuntimeError("CUBLAS_STATUS_ALLOC_FAILED when calling cublasCreate")) == "vram"
+    assert memory_error_kind(_pin_memory_failure()) == "host"
+    assert memory_error_kind(RuntimeError("[enforce fail at alloc_cpu.cpp:117] . DefaultCPUAllocator: can't "
+                                          "allocate memory: you tried to allocate 8 bytes.")) == "host"
+    assert memory_error_kind(RuntimeError("shape mismatch")) is None
+    assert memory_error_kind(MemoryError()) is None
+
+
+def test_pinned_memory_failure_steps_the_ram_side_of_the_ladder():
+    from pipelines.memory import StageRunner, plan_ladder, profile_sizes
+
+    # 8 GB of VRAM and 40 GB of RAM: the ladder's later plans keep less in host RAM
+    ladder = plan_ladder(profile_sizes("wan2.1-t2v-14b"), JobShape(81, 480, 832, steps=30), DeviceFacts.gpu(8, 40))
+    calls = []
+
+    def denoise():
+        calls.append(1)
+        if len(calls) == 1:
+            raise _pin_memory_failure()
+        return "latents"
+
+    runner = StageRunner(ladder, apply=lambda p: None)
+    assert runner.run("denoise", denoise) == "latents"
+    first, now = ladder[0], runner.plan
+    assert now.stage_ram["denoise"] < first.stage_ram["denoise"]
+    assert runner.attempts[0]["memory"] == "host" and "host RAM" in runner.notes[0]
+    # the VRAM side steps to the next plan with less VRAM, which need not need less RAM
+    vram = StageRunner(ladder, apply=lambda p: None)
+    vram.ladder.step_down("denoise", "vram")
+    assert vram.plan.stage_vram["denoise"] < first.stage_vram["denoise"]
+
+
+def test_stage_peaks_are_recorded_per_stage_and_guarded_without_cuda():
+    from pipelines.memory import StageRunner, measure_peaks, plan_ladder, profile_sizes
+
+    peaks = measure_peaks(DeviceFacts.detect())
+    assert peaks["max_reserved_bytes"] is None and peaks["peak_rss_bytes"] > 0  # CPU: host only
+    ladder = plan_ladder(profile_sizes("wan2.1-t2v-14b"), JobShape(81, 480, 832, steps=30), DeviceFacts.gpu(24, 64),
+                         budget_gb=8)
+    assert all(p.budget_from_user for p in ladder)
+    runner = StageRunner(ladder, apply=lambda p: None, stage_peaks=True)
+    for stage in ("encode", "denoise", "decode"):
+        runner.run(stage, lambda: stage)
+    record = runner.memory_record()
+    assert set(record["stage_peaks"]) == {"encode", "denoise", "decode"}
+    assert record["budget"]["budget_bytes"] == ladder[0].vram_budget_bytes
+    assert record["budget"]["met"] is None  # nothing measured on the CPU: neither met nor missed
+
+
+def test_budget_check_uses_reserved_and_step_downs():
+    from pipelines.memory import budget_check
+
+    within = {"denoise": {"max_allocated_bytes": 5 * 10**9, "max_reserved_bytes": 7 * 10**9}}
+    over = {"denoise": {"max_allocated_bytes": 5 * 10**9, "max_reserved_bytes": 9 * 10**9}}
+    ok = [{"stage": "denoise", "ok": True}]
+    assert budget_check(within, 8 * 10**9, ok)["met"] is True
+    assert budget_check(over, 8 * 10**9, ok)["met"] is False  # allocated fits; reserved does not
+    assert budget_check(within, 8 * 10**9, [{"stage": "denoise", "ok": False}, *ok])["met"] is False
+
+
+def test_budget_is_enforced_only_when_given(monkeypatch):
+    import torch
+
+    from pipelines.memory import apply, plan_ladder, profile_sizes
+
+    fractions = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "set_per_process_memory_fraction", lambda f, *a: fractions.append(f))
+    monkeypatch.setattr(apply, "_capped", {"fraction": None})
+    facts = DeviceFacts.gpu(80, 64)
+    sizes, shape = profile_sizes("wan2.1-t2v-14b"), JobShape(81, 480, 832, steps=30)
+    budgeted = plan_ladder(sizes, shape, facts, budget_gb=8)[0]
+    free = plan_ladder(sizes, shape, facts)[0]
+    assert apply.enforce_vram_budget(free, facts, free.budget_from_user) == [] and fractions == []
+    notes = apply.enforce_vram_budget(budgeted, facts, budgeted.budget_from_user)
+    assert fractions == [pytest.approx(8 / 80)] and "capped at 8.0 GB" in notes[0]
+    apply.enforce_vram_budget(free, facts, free.budget_from_user)
+    assert fractions[-1] == 1.0  # the next job without a budget gets the whole card back

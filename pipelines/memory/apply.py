@@ -15,7 +15,6 @@ out-of-memory recovery does) first removes the hooks of the previous one.
 """
 from __future__ import annotations
 
-import gc
 from typing import Any
 
 from ..errors import KinetographError
@@ -44,12 +43,34 @@ def apply_plan(pipe: Any, plan: MemoryPlan, device_facts: DeviceFacts | None = N
     notes: list[str] = []
     if comfy_free_memory(plan.predicted_peak_vram_bytes):
         notes.append(f"asked ComfyUI to free {plan.predicted_peak_vram_bytes / 1e9:.1f} GB of GPU memory first")
+    notes += enforce_vram_budget(plan, facts, enforce_budget or plan.budget_from_user)
     notes += place_components(pipe, plan, torch.device("cuda"))
-    if enforce_budget and plan.vram_budget_bytes < facts.total_vram:
-        torch.cuda.set_per_process_memory_fraction(plan.vram_budget_bytes / facts.total_vram)
-        notes.append(f"CUDA allocator capped at {plan.vram_budget_bytes / 1e9:.1f} GB for this process")
     release_memory()
     return notes
+
+
+_capped = {"fraction": None}  # the cap this process set on the CUDA allocator, if any
+
+
+def enforce_vram_budget(plan: MemoryPlan, facts: DeviceFacts, enforce: bool) -> list[str]:
+    """Cap this process's CUDA allocator at the plan's VRAM budget (``set_per_process_memory_fraction``),
+    so a larger card does not run past a budget the user gave while offloaded blocks queue up ahead of
+    the GPU: exceeding it raises out-of-memory, which steps down the ladder. A later plan without a
+    budget lifts the cap again. Affects the whole process; a no-op without CUDA."""
+    import torch
+
+    if not facts.has_cuda or not torch.cuda.is_available() or not facts.total_vram:
+        return []
+    if enforce and plan.vram_budget_bytes < facts.total_vram:
+        fraction = plan.vram_budget_bytes / facts.total_vram
+        torch.cuda.set_per_process_memory_fraction(fraction)
+        _capped["fraction"] = fraction
+        return [f"CUDA allocator capped at {plan.vram_budget_bytes / 1e9:.1f} GB for this process"]
+    if _capped["fraction"] is not None:
+        torch.cuda.set_per_process_memory_fraction(1.0)
+        _capped["fraction"] = None
+        return ["CUDA allocator cap lifted (no VRAM budget for this plan)"]
+    return []
 
 
 def place_components(pipe: Any, plan: MemoryPlan, device: Any) -> list[str]:
@@ -105,15 +126,10 @@ def _cuda_device(device_facts: DeviceFacts | None) -> Any:
 
 
 def release_memory() -> None:
-    """Give freed tensors back: Python garbage, then the CUDA caching allocator."""
-    gc.collect()
-    try:
-        import torch
+    """Give freed tensors back: Python garbage, then the device's caching allocator (accelerate)."""
+    from accelerate.utils.memory import clear_device_cache
 
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    except ImportError:
-        pass
+    clear_device_cache(garbage_collection=True)
 
 
 # ------------------------------------------------------------------ stage transitions
