@@ -258,3 +258,35 @@ def test_budget_is_enforced_only_when_given(monkeypatch):
     assert fractions == [pytest.approx(8 / 80)] and "capped at 8.0 GB" in notes[0]
     apply.enforce_vram_budget(free, facts, free.budget_from_user)
     assert fractions[-1] == 1.0  # the next job without a budget gets the whole card back
+
+
+def test_host_copy_speed_is_measured_once_and_feeds_the_facts(monkeypatch):
+    from pipelines.memory import device
+
+    calls = []
+    monkeypatch.setattr(device, "_MEASURED", {})
+    monkeypatch.setattr(device, "_measure_host_copy_speed",
+                        lambda mb, r: calls.append(1) or {"host_copy_gbps": 5.0, "pin_gbps": 3.0})
+    assert device.measure_host_copy_speed() == {"host_copy_gbps": 5.0, "pin_gbps": 3.0}
+    device.measure_host_copy_speed()
+    assert calls == [1]  # cached, like the link speeds
+    # the planner's speed model uses it: the low-RAM Wan 14B plan pins every block on the fly
+    from pipelines.memory import plan_ladder, profile_sizes
+
+    sizes, shape = profile_sizes("wan2.1-t2v-14b"), JobShape(81, 480, 832, steps=30)
+    h100 = dict(name="NVIDIA H100 80GB HBM3", vram_gb=80, ram_gb=40)
+    fast = plan_ladder(sizes, shape, DeviceFacts.gpu(**h100, host_copy_gbps=10.0), budget_gb=8)[0]
+    assert fast.tier == "group_stream_lowmem" and fast.predicted_slowdown < 1.05
+    slow = next(p for p in evaluate_all(sizes, shape, DeviceFacts.gpu(**h100, host_copy_gbps=5.0), budget_gb=8)
+                if p.name == fast.name)
+    assert slow.predicted_slowdown > 1.3  # the assumption decides the plan's speed: hence measured
+
+
+def test_host_copy_probe_without_cuda_measures_nothing():
+    import torch
+
+    from pipelines.memory import device
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present: the real probe runs in bench/memory.py --gpu-check")
+    assert device._measure_host_copy_speed(1, 1) == {}
