@@ -5,6 +5,8 @@ and accelerate's hooks are the same objects either way, only the copies go nowhe
 """
 from __future__ import annotations
 
+import importlib
+
 import pytest
 
 from pipelines.memory import DeviceFacts, JobShape, measure_components
@@ -290,3 +292,58 @@ def test_host_copy_probe_without_cuda_measures_nothing():
     if torch.cuda.is_available():
         pytest.skip("CUDA present: the real probe runs in bench/memory.py --gpu-check")
     assert device._measure_host_copy_speed(1, 1) == {}
+
+
+# ------------------------------------------------------------------ hub repos from their headers
+def test_any_hub_repo_is_planned_from_its_headers_without_weights(monkeypatch):
+    """A fake hub serving the tiny-wan folder's headers gives the same sizes as the folder itself."""
+    import huggingface_hub
+    from huggingface_hub.utils._safetensors import SafetensorsFileMetadata, TensorInfo
+
+    hub = importlib.import_module("pipelines.memory.hub_sizes")  # the module (the package exports the function)
+    from pipelines.memory import measure_folder
+    from pipelines.memory.sizes import read_safetensors_header
+    from pipelines.models import ensure_tiny_model
+
+    root = ensure_tiny_model("tiny-wan")
+    files = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+    fetched = []
+
+    class FakeApi:
+        def list_repo_files(self, repo_id, revision=None, token=None):
+            return files
+
+        def parse_safetensors_file_metadata(self, repo_id, filename, revision=None, token=None):
+            fetched.append(filename)
+            header = read_safetensors_header(root / filename)
+            return SafetensorsFileMetadata(metadata={}, tensors={
+                k: TensorInfo(dtype=v["dtype"], shape=v["shape"], data_offsets=tuple(v["data_offsets"]))
+                for k, v in header.items()})
+
+    monkeypatch.setattr(hub, "_api", FakeApi)
+    monkeypatch.setattr(hub, "_offline", lambda: False)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda repo, name, **kw: str(root / name))
+    sizes = hub.hub_sizes("someone/any-wan-repo")
+    local = measure_folder(root)
+    assert sizes.name == "someone/any-wan-repo" and "hub" in sizes.source
+    assert {n: c.params for n, c in sizes.components.items()} == {n: c.params for n, c in local.components.items()}
+    assert sizes.denoiser == local.denoiser
+    assert fetched and all(f.endswith(".safetensors") for f in fetched)  # headers only, via the API
+
+
+def test_hub_sizes_offline_fails_with_what_to_do(monkeypatch):
+    from pipelines.errors import KinetographError
+    hub = importlib.import_module("pipelines.memory.hub_sizes")  # the module (the package exports the function)
+
+    monkeypatch.setattr(hub, "_offline", lambda: True)
+    with pytest.raises(KinetographError, match="HF_HUB_OFFLINE.*huggingface-cli download someone/repo"):
+        hub.hub_sizes("someone/repo")
+
+    class NoNetwork:
+        def list_repo_files(self, *a, **k):
+            raise ConnectionError("Failed to resolve 'huggingface.co'")
+
+    monkeypatch.setattr(hub, "_offline", lambda: False)
+    monkeypatch.setattr(hub, "_api", NoNetwork)
+    with pytest.raises(KinetographError, match="ConnectionError.*local folder"):
+        hub.hub_sizes("someone/repo")

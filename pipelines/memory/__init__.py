@@ -1,6 +1,7 @@
 """GPU memory orchestration: measure, plan, apply, recover, cache.
 
 * ``sizes``    — component sizes from a profile, a local folder or a loaded pipeline
+* ``hub_sizes`` — component sizes of any hub repo from its safetensors headers (no weights downloaded)
 * ``device``   — ``DeviceFacts``: free VRAM / RAM and link speeds (detected or injected)
 * ``planner``  — ``plan_memory`` / ``plan_ladder``: the fastest plan that fits VRAM and RAM
 * ``apply``    — ``apply_plan``: puts a plan in place with diffusers' own hooks
@@ -28,6 +29,7 @@ from .planner import (
     plan_ladder,
     plan_memory,
 )
+from .hub_sizes import hub_sizes, plan_for_hub_repo
 from .peaks import budget_check, job_peaks, measure_peaks, reset_peaks
 from .recovery import LadderState, StageRunner, is_out_of_memory, memory_error_kind, run_stage
 from .sizes import ModelSizes, measure_components, measure_folder, profile_sizes
@@ -38,5 +40,5 @@ __all__ = [
     "measure_folder", "plan_for_folder", "plan_for_profile", "plan_ladder", "plan_memory", "profile_sizes",
     "release_memory", "release_text_encoder", "run_stage",
     "budget_check", "enforce_vram_budget", "job_peaks", "measure_peaks", "memory_error_kind",
-    "place_text_encoders", "reset_peaks",
+    "place_text_encoders", "reset_peaks", "hub_sizes", "plan_for_hub_repo",
 ]
