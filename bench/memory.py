@@ -24,6 +24,7 @@ modules on FakeTensors with a live-storage tracker and compares them with the pl
     python bench/memory.py                        # everything this machine can do
     python bench/memory.py --models wan-14b --steps 2
     python bench/memory.py --calibrate
+    python bench/memory.py --gpu-check [--dry-run]   # issue 16: thresholds, pass/fail, exit status
 """
 from __future__ import annotations
 
@@ -41,8 +42,9 @@ from types import SimpleNamespace
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+for _path in (ROOT, ROOT / "bench"):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
 from pipelines.errors import KinetographError  # noqa: E402
 from pipelines.memory import DeviceFacts, JobShape, StageRunner, apply_plan, plan_ladder, profile_sizes  # noqa: E402
@@ -574,7 +576,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-sequential", action="store_true", help="leave out the (slow) sequential baseline")
     parser.add_argument("--calibrate", action="store_true", help="FakeTensor activation check on the CPU, then exit")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    parser.add_argument("--gpu-check", action="store_true",
+                        help="issue 16's pass/fail check (bench/memory_check.py): 14B at an 8 GB budget, the engine "
+                             "job under an 8 GB cap, offloaded vs resident, a forced 6 GB cap; exits 1 on a failure")
+    parser.add_argument("--dry-run", action="store_true", help="with --gpu-check: the same code on the CPU at tiny "
+                                                               "size, CUDA measurements skipped")
+    parser.add_argument("--engine-model", default="tiny-wan",
+                        help="with --gpu-check: the model of the engine job (a real-size local folder on a GPU)")
     args = parser.parse_args(argv)
+
+    if args.gpu_check:
+        from memory_check import gpu_check
+
+        return gpu_check(sys.modules[__name__], args.dry_run, args.out, steps=1, engine_model=args.engine_model)
 
     if args.calibrate:
         rows = calibrate()

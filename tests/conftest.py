@@ -56,7 +56,9 @@ def staged_loads(monkeypatch):
     import dataclasses
 
     from pipelines import models
-    from pipelines.tasks import generate as engine  # the generation task: where plans are made and pipelines loaded
+    from pipelines.tasks import (
+        generate as engine,  # the generation task: where plans are made and pipelines loaded
+    )
 
     real_ladder = engine.plan_ladder
     monkeypatch.setattr(engine, "plan_ladder", lambda *a, **k: [dataclasses.replace(p, staged_load=True)

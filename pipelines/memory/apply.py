@@ -15,7 +15,6 @@ out-of-memory recovery does) first removes the hooks of the previous one.
 """
 from __future__ import annotations
 
-import gc
 from typing import Any
 
 from ..errors import KinetographError
@@ -44,12 +43,34 @@ def apply_plan(pipe: Any, plan: MemoryPlan, device_facts: DeviceFacts | None = N
     notes: list[str] = []
     if comfy_free_memory(plan.predicted_peak_vram_bytes):
         notes.append(f"asked ComfyUI to free {plan.predicted_peak_vram_bytes / 1e9:.1f} GB of GPU memory first")
+    notes += enforce_vram_budget(plan, facts, enforce_budget or plan.budget_from_user)
     notes += place_components(pipe, plan, torch.device("cuda"))
-    if enforce_budget and plan.vram_budget_bytes < facts.total_vram:
-        torch.cuda.set_per_process_memory_fraction(plan.vram_budget_bytes / facts.total_vram)
-        notes.append(f"CUDA allocator capped at {plan.vram_budget_bytes / 1e9:.1f} GB for this process")
     release_memory()
     return notes
+
+
+_capped = {"fraction": None}  # the cap this process set on the CUDA allocator, if any
+
+
+def enforce_vram_budget(plan: MemoryPlan, facts: DeviceFacts, enforce: bool) -> list[str]:
+    """Cap this process's CUDA allocator at the plan's VRAM budget (``set_per_process_memory_fraction``),
+    so a larger card does not run past a budget the user gave while offloaded blocks queue up ahead of
+    the GPU: exceeding it raises out-of-memory, which steps down the ladder. A later plan without a
+    budget lifts the cap again. Affects the whole process; a no-op without CUDA."""
+    import torch
+
+    if not facts.has_cuda or not torch.cuda.is_available() or not facts.total_vram:
+        return []
+    if enforce and plan.vram_budget_bytes < facts.total_vram:
+        fraction = plan.vram_budget_bytes / facts.total_vram
+        torch.cuda.set_per_process_memory_fraction(fraction)
+        _capped["fraction"] = fraction
+        return [f"CUDA allocator capped at {plan.vram_budget_bytes / 1e9:.1f} GB for this process"]
+    if _capped["fraction"] is not None:
+        torch.cuda.set_per_process_memory_fraction(1.0)
+        _capped["fraction"] = None
+        return ["CUDA allocator cap lifted (no VRAM budget for this plan)"]
+    return []
 
 
 def place_components(pipe: Any, plan: MemoryPlan, device: Any) -> list[str]:
@@ -76,16 +97,39 @@ def place_components(pipe: Any, plan: MemoryPlan, device: Any) -> list[str]:
     return notes
 
 
-def release_memory() -> None:
-    """Give freed tensors back: Python garbage, then the CUDA caching allocator."""
-    gc.collect()
-    try:
-        import torch
+def place_text_encoders(pipe: Any, plan: MemoryPlan, device_facts: DeviceFacts | None = None) -> list[str]:
+    """Place only the encoders of ``pipe`` exactly as ``plan`` says (staged loading: a pipeline that holds
+    the encoders alone). A leaf-offloaded encoder gets diffusers' group-offload hooks and stays in host
+    RAM, a "gpu" one moves to the GPU, a "cpu" one stays on the CPU. Without CUDA nothing moves."""
+    import torch
 
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    except ImportError:
-        pass
+    device = _cuda_device(device_facts)
+    if device is None:
+        return [f"no CUDA device: the encoders of plan '{plan.name}' stay on the CPU as loaded"]
+    notes = []
+    for name, comp in plan.components.items():
+        module = getattr(pipe, name, None)
+        if comp.role not in ("text_encoder", "image_encoder") or not isinstance(module, torch.nn.Module):
+            continue
+        _remove_hooks_from(module)
+        notes.append(f"{name}: " + _place(module, comp, device))
+    return notes
+
+
+def _cuda_device(device_facts: DeviceFacts | None) -> Any:
+    """The onload device, or None without CUDA (tests stand the CPU in for it)."""
+    import torch
+
+    if not torch.cuda.is_available() or (device_facts is not None and not device_facts.has_cuda):
+        return None
+    return torch.device("cuda")
+
+
+def release_memory() -> None:
+    """Give freed tensors back: Python garbage, then the device's caching allocator (accelerate)."""
+    from accelerate.utils.memory import clear_device_cache
+
+    clear_device_cache(garbage_collection=True)
 
 
 # ------------------------------------------------------------------ stage transitions
@@ -263,8 +307,8 @@ def _enable_fp8(module: Any, comp: ComponentPlan) -> str:
 
     if not hasattr(module, "enable_layerwise_casting"):
         return f"{comp.name}: fp8 storage skipped (not a diffusers model)"
-    registry = getattr(module, "_diffusers_hook", None)
-    if registry is not None and _has_layerwise_casting(module):
+    # The casting hooks sit on the leaf layers, not on the model itself: look at every submodule.
+    if _has_layerwise_casting(module):
         return f"{comp.name}: already stored in fp8"
     compute = getattr(torch, comp.compute_dtype)
     if compute == torch.float32:
@@ -337,10 +381,15 @@ def _remove_offloading(pipe: Any) -> None:
 
 
 def _remove_hooks_from(module: Any) -> None:
-    registry = getattr(module, "_diffusers_hook", None)
-    if registry is not None:
+    """Remove group-offload hooks (diffusers) and offload hooks (accelerate) from ``module`` and every
+    submodule. Leaf-level group offload registers its hooks on the leaf layers only, so the top
+    module may have no hook registry at all: every submodule is visited."""
+    for sub in module.modules():
+        registry = getattr(sub, "_diffusers_hook", None)
+        if registry is None:
+            continue
         for name in _GROUP_OFFLOAD_HOOK_NAMES:
-            registry.remove_hook(name, recurse=True)
+            registry.remove_hook(name, recurse=False)
     if getattr(module, "hf_device_map", None):
         return  # a load-time device map is part of the model; its hooks stay
     try:

@@ -5,7 +5,8 @@ tests and the ``plan`` command build facts by hand (``DeviceFacts.gpu(...)``) so
 planner decision can be checked on a CPU-only box.
 
 Throughput and bandwidth numbers are *assumptions* the planner uses to predict speed, not
-measurements, unless ``detect(probe_bandwidth=True)`` measured the host-to-device link.
+measurements, unless ``detect(probe_bandwidth=True)`` measured the host-to-device link and the
+host's pageable->pinned copy speed (both cached per process).
 They are printed with every plan so that a user can see (and override) what the
 prediction rests on.
 """
@@ -87,7 +88,10 @@ class DeviceFacts:
                     compute_capability=(int(cc[0]), int(cc[1])), attention_backends=_attention_backends(cc),
                     **_speed_defaults(name), **base)
         if probe_bandwidth:
-            facts = replace(facts, **measure_link_speeds(), bandwidth_measured=True)
+            speeds = {**measure_link_speeds(), **measure_host_copy_speed()}
+            facts = replace(facts, **{k: v for k, v in speeds.items() if k in _SPEED_FIELDS},
+                            bandwidth_measured=True,
+                            notes=facts.notes + (f"measured: pinning {speeds['pin_gbps']} GB/s",))
         return facts
 
     @classmethod
@@ -149,8 +153,57 @@ def _inside_comfyui() -> bool:
     return "comfy.model_management" in sys.modules
 
 
+_SPEED_FIELDS = ("h2d_pinned_gbps", "h2d_pageable_gbps", "d2h_gbps", "host_copy_gbps")
+_MEASURED: dict[str, dict[str, float]] = {}  # per process: the machine does not change under a job
+
+
 def measure_link_speeds(megabytes: int = 256, repeats: int = 3) -> dict[str, float]:
-    """Time pinned and pageable host->device copies on the current CUDA device (GB/s)."""
+    """Time pinned and pageable host->device copies on the current CUDA device (GB/s); measured once
+    per process and cached."""
+    if "link" not in _MEASURED:
+        _MEASURED["link"] = _measure_link_speeds(megabytes, repeats)
+    return dict(_MEASURED["link"])
+
+
+def measure_host_copy_speed(megabytes: int = 256, repeats: int = 3) -> dict[str, float]:
+    """What pinning costs on this machine (GB/s), measured once per process and cached:
+
+    * ``host_copy_gbps``: a pageable -> pinned host copy (what group offload with ``low_cpu_mem_usage``
+      does for every block before its host->device copy; the planner assumed 10 GB/s);
+    * ``pin_gbps``: allocating page-locked memory and filling it (``tensor.pin_memory()``), what
+      pre-pinned offload pays once per weight.
+
+    Without CUDA there is no page-locked memory to measure: an empty dict."""
+    if "host" not in _MEASURED:
+        _MEASURED["host"] = _measure_host_copy_speed(megabytes, repeats)
+    return dict(_MEASURED["host"])
+
+
+def _measure_host_copy_speed(megabytes: int, repeats: int) -> dict[str, float]:
+    import time
+
+    import torch
+
+    if not torch.cuda.is_available():
+        return {}
+    n = megabytes * 2**20
+    source = torch.ones(n, dtype=torch.uint8)
+    pinned = torch.empty(n, dtype=torch.uint8, pin_memory=True)
+    pinned.copy_(source)  # warm-up
+    start = time.perf_counter()
+    for _ in range(repeats):
+        pinned.copy_(source)
+    copy_s = time.perf_counter() - start
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fresh = source.pin_memory()
+        del fresh
+    pin_s = time.perf_counter() - start
+    del source, pinned
+    return {"host_copy_gbps": round(n * repeats / copy_s / GB, 1), "pin_gbps": round(n * repeats / pin_s / GB, 1)}
+
+
+def _measure_link_speeds(megabytes: int, repeats: int) -> dict[str, float]:
     import time
 
     import torch

@@ -165,6 +165,7 @@ class MemoryPlan:
     rejected: list[str] = field(default_factory=list)  # faster plans that did not fit, and why
     assumptions: dict[str, Any] = field(default_factory=dict)
     breakdown: dict[str, float] = field(default_factory=dict)  # compute/transfer seconds per pass
+    budget_from_user: bool = False  # the VRAM budget was given (--budget-gb): apply_plan enforces it
 
     def for_remaining_stages(self, finished: tuple[str, ...] | list[str]) -> MemoryPlan:
         """The same plan with the components of finished stages parked on the CPU (not moved back to
@@ -211,6 +212,7 @@ class MemoryPlan:
             "text_encode_device": self.text_encode_device, "staged_load": self.staged_load,
             "load_kwargs": self.load_kwargs, "notes": list(self.notes), "rejected": list(self.rejected),
             "assumptions": dict(self.assumptions), "breakdown": dict(self.breakdown),
+            "budget_from_user": self.budget_from_user,
         }
 
     def explain(self) -> str:
@@ -778,6 +780,9 @@ def plan_ladder(sizes: ModelSizes, shape: JobShape, facts: DeviceFacts | None = 
         if plan.predicted_peak_vram_bytes < ladder[-1].predicted_peak_vram_bytes * 0.99:
             ladder.append(plan)
     _explain_rejections(ladder[0], plans)
+    if budget_gb is not None:
+        for plan in ladder:
+            plan.budget_from_user = True
     forced = _forced_tier(mode)
     if forced and ladder[0].tier != forced:
         ladder[0].notes.append(f"the requested memory mode {mode!r} does not fit; using the next cheaper tier "

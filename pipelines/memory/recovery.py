@@ -15,29 +15,65 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import KinetographError
+from .peaks import budget_check, job_peaks, measure_peaks, reset_peaks
 from .planner import MemoryPlan
 
-_OOM_MARKERS = ("cuda out of memory", "cuda error: out of memory", "cublas_status_alloc_failed",
-                "cudnn_status_alloc_failed", "hip out of memory", "out of memory on device")
+# accelerate's ``should_reduce_batch_size`` matches " out of memory." (torch.OutOfMemoryError for CUDA/HIP/XPU),
+# MPS and CPU-allocator failures; these forms it misses still mean the GPU ran out: CUDA's own error string
+# (no trailing period), torch.OutOfMemoryError with any message, cuBLAS/cuDNN workspace allocations, and any of them wrapped by another exception.
+_EXTRA_OOM_MARKERS = ("cuda error: out of memory", "cublas_status_alloc_failed", "cudnn_status_alloc_failed",
+                      "hip out of memory", "out of memory on device")
+# Host-side allocation failures: a cheaper plan for VRAM does not help, one needing less host RAM does.
+_HOST_MARKERS = ("defaultcpuallocator: can't allocate memory", "cachinghostallocator", "cudahostalloc",
+                 "pinned memory", "pin_memory")
+_PIN_FRAMES = ("pin_memory", "_pinned_memory_tensors", "_pin", "pinned")  # functions that pin host memory
+
+
+def memory_error_kind(exc: BaseException | None) -> str | None:
+    """``"vram"`` for a GPU out-of-memory, ``"host"`` for a failed host or pinned-memory allocation (CUDA
+    reports a failed ``cudaHostAlloc`` with the same "out of memory" text, so one raised while pinning, by
+    a frame whose name says so, counts as host), None for anything else. Looks through wrapping
+    exceptions. Python's own ``MemoryError`` is not recoverable here (None)."""
+    from accelerate.utils.memory import should_reduce_batch_size
+
+    seen = 0
+    while exc is not None and seen < 8:
+        text = str(exc).lower()
+        if isinstance(exc, RuntimeError) and any(m in text for m in _HOST_MARKERS):
+            return "host"
+        gpu = should_reduce_batch_size(exc) or _is_torch_oom(exc) or (
+            isinstance(exc, RuntimeError) and any(m in text for m in _EXTRA_OOM_MARKERS))
+        if gpu:
+            return "host" if _raised_while_pinning(exc) else "vram"
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return None
+
+
+def _is_torch_oom(exc: BaseException) -> bool:
+    """torch.OutOfMemoryError whatever its text (accelerate matches messages only)."""
+    try:
+        import torch
+
+        return isinstance(exc, torch.OutOfMemoryError)
+    except (ImportError, AttributeError):
+        return False
+
+
+def _raised_while_pinning(exc: BaseException) -> bool:
+    tb = exc.__traceback__
+    while tb is not None:
+        name = tb.tb_frame.f_code.co_name.lower()
+        if any(p in name for p in _PIN_FRAMES):
+            return True
+        tb = tb.tb_next
+    return False
 
 
 def is_out_of_memory(exc: BaseException | None) -> bool:
-    """True for a GPU out-of-memory error (torch.OutOfMemoryError or its RuntimeError forms),
-    also when wrapped by another exception. Host ``MemoryError`` is not recoverable here."""
-    seen = 0
-    while exc is not None and seen < 8:
-        try:
-            import torch
-
-            if isinstance(exc, torch.OutOfMemoryError):
-                return True
-        except (ImportError, AttributeError):
-            pass
-        if isinstance(exc, RuntimeError) and any(m in str(exc).lower() for m in _OOM_MARKERS):
-            return True
-        exc = exc.__cause__ or exc.__context__
-        seen += 1
-    return False
+    """True for a GPU or host/pinned-memory allocation failure the ladder can step away from
+    (accelerate's ``should_reduce_batch_size`` plus the forms it misses), also when wrapped."""
+    return memory_error_kind(exc) is not None
 
 
 class LadderState:
@@ -53,11 +89,17 @@ class LadderState:
     def plan(self) -> MemoryPlan:
         return self.plans[self.index]
 
-    def step_down(self, stage: str) -> MemoryPlan | None:
-        """Move to the next plan predicting less VRAM for ``stage``; None when there is none."""
-        current = self.plan.stage_vram.get(stage, self.plan.predicted_peak_vram_bytes)
+    def step_down(self, stage: str, side: str = "vram") -> MemoryPlan | None:
+        """Move to the next plan predicting less VRAM (``side="vram"``) or less host RAM (``side="host"``)
+        for ``stage``; None when there is none."""
+        def need(plan: MemoryPlan) -> int:
+            if side == "host":
+                return plan.stage_ram.get(stage, plan.predicted_peak_ram_bytes)
+            return plan.stage_vram.get(stage, plan.predicted_peak_vram_bytes)
+
+        current = need(self.plan)
         for i in range(self.index + 1, len(self.plans)):
-            if self.plans[i].stage_vram.get(stage, self.plans[i].predicted_peak_vram_bytes) < current:
+            if need(self.plans[i]) < current:
                 self.index = i
                 return self.plans[i]
         return None
@@ -80,7 +122,8 @@ class StageRunner:
     def __init__(self, ladder: list[MemoryPlan], apply: Callable[[MemoryPlan], Any],
                  release: Callable[[], None] | None = None,
                  after_stage: Callable[[str, MemoryPlan], Any] | None = None,
-                 clock: Callable[[], float] = time.perf_counter) -> None:
+                 clock: Callable[[], float] = time.perf_counter, stage_peaks: bool = False,
+                 facts: Any = None) -> None:
         self.ladder = ladder if isinstance(ladder, LadderState) else LadderState(ladder)
         self._apply = apply
         self._release = release or _default_release
@@ -90,6 +133,11 @@ class StageRunner:
         self.notes: list[str] = []
         self.results: dict[str, Any] = {}
         self.started = False
+        # stage_peaks: reset CUDA's peak counters before each stage and record what it held
+        # (peaks.measure_peaks: allocated, reserved, device used, host RSS) in self.peaks[stage]
+        self._stage_peaks = stage_peaks
+        self._facts = facts
+        self.peaks: dict[str, dict[str, int | None]] = {}
 
     @property
     def plan(self) -> MemoryPlan:
@@ -111,6 +159,8 @@ class StageRunner:
         spent = 0.0
         while True:
             plan = self.plan
+            if self._stage_peaks:
+                reset_peaks()
             t0 = self._clock()
             try:
                 result = fn()
@@ -120,11 +170,13 @@ class StageRunner:
                 error = f"{type(exc).__name__}: {_first_line(exc)}"
                 self.attempts.append({"stage": stage, "plan": plan.name, "ok": False, "error": error,
                                       "seconds": round(seconds, 3)})
-                if not is_out_of_memory(exc):
+                kind = memory_error_kind(exc)
+                if kind is None:
                     raise
-                following = self.ladder.step_down(stage)
+                self.attempts[-1]["memory"] = kind
+                following = self.ladder.step_down(stage, kind)
                 if following is None:
-                    raise KinetographError(self._exhausted_message(stage)) from exc
+                    raise KinetographError(self._exhausted_message(stage, kind)) from exc
                 # leave the except block before releasing: the traceback holds the failed stage's tensors
             else:
                 seconds = self._clock() - t0
@@ -133,17 +185,29 @@ class StageRunner:
                                       "seconds": round(seconds, 3)})
                 if timings is not None:
                     timings[stage] = timings.get(stage, 0.0) + spent
+                if self._stage_peaks:
+                    self.peaks[stage] = measure_peaks(self._facts)
                 self.results[stage] = result
                 if self._after_stage is not None:
                     self._after_stage(stage, self.plan)
                 return result
             self._release()
-            self.notes.append(f"out of GPU memory in {stage} under plan '{plan.name}'; retrying {stage} with "
+            what = "host RAM (pinned memory)" if kind == "host" else "GPU memory"
+            self.notes.append(f"out of {what} in {stage} under plan '{plan.name}'; retrying {stage} with "
                               f"'{following.name}' (predicted {following.stage_vram.get(stage, 0) / 1e9:.2f} GB "
                               f"for this stage)")
             self._apply_with_fallback(following, stage)
             if rng_state is not None:
                 generator.set_state(rng_state)
+
+    def memory_record(self, budget_bytes: int | None = None) -> dict[str, Any]:
+        """Measured memory of the stages run so far, for a job's metadata: per-stage peaks, the job's
+        peaks (largest per field) and whether ``budget_bytes`` (default: the plan's budget when the user
+        gave one) was kept: reserved within it in every stage and no step down."""
+        if budget_bytes is None and self.plan.budget_from_user:
+            budget_bytes = self.plan.vram_budget_bytes
+        return {"stage_peaks": dict(self.peaks), "job_peaks": job_peaks(self.peaks),
+                "budget": budget_check(self.peaks, budget_bytes, self.attempts)}
 
     def _apply_with_fallback(self, plan: MemoryPlan, stage: str) -> None:
         """Apply ``plan``; if moving weights onto the GPU itself runs out of memory, keep stepping down."""
@@ -152,15 +216,16 @@ class StageRunner:
             try:
                 notes = self._apply(plan.for_remaining_stages(tuple(self.results)))
             except Exception as exc:
-                if not is_out_of_memory(exc):
+                kind = memory_error_kind(exc)
+                if kind is None:
                     raise
                 label = "apply" if stage == "apply" else f"apply ({stage})"
                 self.attempts.append({"stage": label, "plan": plan.name, "ok": False,
                                       "error": f"{type(exc).__name__}: {_first_line(exc)}",
-                                      "seconds": round(self._clock() - t0, 3)})
-                following = self.ladder.step_down(stage)
+                                      "seconds": round(self._clock() - t0, 3), "memory": kind})
+                following = self.ladder.step_down(stage, kind)
                 if following is None:
-                    raise KinetographError(self._exhausted_message(stage)) from exc
+                    raise KinetographError(self._exhausted_message(stage, kind)) from exc
                 plan = following
             else:
                 break
@@ -168,9 +233,13 @@ class StageRunner:
         if isinstance(notes, list):
             self.notes += [f"plan {plan.name}: {n}" for n in notes if isinstance(n, str) and n.startswith("no CUDA")]
 
-    def _exhausted_message(self, stage: str) -> str:
+    def _exhausted_message(self, stage: str, kind: str = "vram") -> str:
         tried = ", ".join(dict.fromkeys(a["plan"] for a in self.attempts if a["stage"] == stage))
         plan = self.plan
+        if kind == "host":
+            return (f"Out of host RAM (pinned or ordinary memory) in the {stage} stage even with the plan needing "
+                    f"the least RAM, '{plan.name}' (tried: {tried}). Close other programs, add RAM or swap, or "
+                    f"pass a smaller --ram-gb so the planner picks a plan that keeps less in host memory.")
         return (f"Out of GPU memory in the {stage} stage even with the cheapest memory plan '{plan.name}' "
                 f"(tried: {tried}). Free GPU memory (close other GPU programs), or make the job smaller: fewer "
                 f"frames or a lower resolution" + (" (decoding is the part that ran out: tiling is already on)"

@@ -194,7 +194,8 @@ def generate_frames(job: JobSpec, images: dict[str, Any] | None = None, events: 
     if ladder is None or (job.frames, job.height, job.width) != (shape.frames, shape.height, shape.width):
         shape, ladder = make_ladder(measure_components(pipe), job)
     runner = StageRunner(ladder, apply=lambda plan: apply_plan(pipe, plan, facts),
-                         after_stage=lambda stage, plan: finish_stage(pipe, plan, stage))
+                         after_stage=lambda stage, plan: finish_stage(pipe, plan, stage),
+                         stage_peaks=facts.has_cuda, facts=facts)  # per-stage peaks: what CUDA really held
     runner.start()
     generator = torch.Generator("cpu").manual_seed(job.seed)
     _reset_peaks(facts)
@@ -235,12 +236,15 @@ def generate_frames(job: JobSpec, images: dict[str, Any] | None = None, events: 
     events.progress("decode", 1, 1)
     cancel.raise_if_cancelled()
 
+    measured = runner.memory_record() if facts.has_cuda else {}
     memory_record = {
         "plan": runner.plan.to_dict(),
         "explanation": runner.plan.explain(),
         "predicted_peak_vram_bytes": runner.plan.predicted_peak_vram_bytes,
         "predicted_peak_ram_bytes": runner.plan.predicted_peak_ram_bytes,
-        **_measured_peaks(facts),
+        "measured_peak_vram_bytes": (measured.get("job_peaks") or {}).get("max_allocated_bytes"),
+        "measured_peak_ram_bytes": _peak_rss(),
+        **measured,  # stage_peaks (allocated, reserved, device used, RSS per stage), job_peaks, budget kept
     }
     return GeneratedFrames(frames=frames, job=job, source=source, device=facts, memory=memory_record,
                            attempts=runner.attempts, notes=[*job.adjustments, *image_notes, *runner.notes],
@@ -251,12 +255,12 @@ def generate_frames(job: JobSpec, images: dict[str, Any] | None = None, events: 
 def _encode_with_encoders_alone(source, adapter, job: JobSpec, plan, facts, events: Events,
                                 timings: dict[str, float]) -> dict[str, Any]:
     """Staged loading: load only the text encoders, encode the prompt, release them."""
-    from ..memory.apply import release_memory
+    from ..memory.apply import place_text_encoders, release_memory
 
     events.progress("encode", 0, 1)
     t = time.perf_counter()
     encoder_pipe = load_pipeline(source, None, skip=HEAVY_COMPONENTS)
-    encoder_pipe.to(plan.text_encode_device)
+    place_text_encoders(encoder_pipe, plan, facts)  # as the plan says: whole, or layer by layer
     embeds = adapter.encode_prompt(encoder_pipe, job, plan.text_encode_device)
     del encoder_pipe
     release_memory()
@@ -368,13 +372,7 @@ def _reset_peaks(facts: DeviceFacts) -> None:
         torch.cuda.reset_peak_memory_stats()
 
 
-def _measured_peaks(facts: DeviceFacts) -> dict[str, int | None]:
+def _peak_rss() -> int:
     import resource
 
-    vram = None
-    if facts.has_cuda:
-        import torch
-
-        vram = int(torch.cuda.max_memory_allocated())
-    ram = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
-    return {"measured_peak_vram_bytes": vram, "measured_peak_ram_bytes": int(ram)}
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)  # KiB on Linux
