@@ -61,6 +61,12 @@ class ModelSource:
         return (self.location, self.pipeline_class, self.dtype, tuple(sorted(self.component_dtypes.items())),
                 file_stamp)
 
+    @property
+    def weights_key(self) -> tuple:
+        """What the weights depend on: the cache key without the task's pipeline class."""
+        key = self.cache_key
+        return (key[0], *key[2:])
+
     def describe(self) -> dict[str, Any]:
         return {
             "ref": self.ref, "family": self.family.id, "task": self.task, "location": self.location,
@@ -357,23 +363,51 @@ def _is_missing_files(exc: BaseException) -> bool:
 
 # ------------------------------------------------------------------------ manager
 class ModelManager:
-    """Loads pipelines once and keeps them in a byte-bounded LRU cache across jobs."""
+    """Loads pipelines once and keeps them in a byte-bounded LRU cache across jobs.
+
+    Pipelines of one checkpoint for different tasks (LTX t2v, i2v and keyframes read one folder)
+    share their components: the second is made with diffusers' ``from_pipe``, not loaded again."""
 
     def __init__(self, cache=None) -> None:
         from .memory.cache import PipelineCache
 
         self.cache = cache if cache is not None else PipelineCache()
+        # weights (source.weights_key) -> {cache key: how it was loaded (load signature, skipped components)}
+        self._keys: dict[tuple, dict[str, tuple]] = {}
 
     def get(self, source: ModelSource, plan=None, skip: tuple[str, ...] = ()):
         """The loaded pipeline; ``plan`` says how components must be loaded, ``skip`` which are left out
         (see load_pipeline)."""
         load_signature = json.dumps(plan.load_kwargs, sort_keys=True, default=str) if plan is not None else "{}"
-        key = repr((source.cache_key, load_signature, tuple(sorted(skip))))
+        loaded_as = (load_signature, tuple(sorted(skip)))
+        key = repr((source.cache_key, *loaded_as))
+        sibling = self._sibling(source, loaded_as) if key not in self.cache else None
+        self._keys.setdefault(source.weights_key, {})[key] = loaded_as
+        if sibling is not None:
+            return self.cache.get(key, lambda: _from_pipe(source, sibling))
         return self.cache.get(key, lambda: load_pipeline(source, plan, skip))
 
+    def _sibling(self, source: ModelSource, loaded_as: tuple):
+        """A cached pipeline of the same weights, loaded the same way, for another task."""
+        for key, how in list(self._keys.get(source.weights_key, {}).items()):
+            if how == loaded_as and key in self.cache:
+                return self.cache.get(key, lambda: None)
+        return None
+
     def release(self, source: ModelSource | None = None) -> None:
-        """Drop one model (or all of them) from memory."""
+        """Drop one model (every pipeline made from its weights), or all of them, from memory."""
         if source is None:
             self.cache.clear()
-        else:
-            self.cache.release(source.cache_key)
+            self._keys.clear()
+            return
+        for key in self._keys.pop(source.weights_key, {}):
+            self.cache.release(key)
+
+
+def _from_pipe(source: ModelSource, sibling):
+    """The pipeline for ``source``'s task built on a loaded sibling's components (no weights loaded)."""
+    import diffusers
+
+    pipe = getattr(diffusers, source.pipeline_class).from_pipe(sibling)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
