@@ -81,7 +81,7 @@ print(json.dumps({"import": t_import - t_start, "load": t_load - t_import,
 
 def job_settings(size: dict) -> dict:
     """The job as the engine adapts it (guidance, negative prompt, fps filled in from the family)."""
-    from pipelines.adapters import adapter_for
+    from pipelines.families import adapter_for
     from pipelines.jobspec import JobSpec
     from pipelines.models import ensure_tiny_model, resolve_model
 
