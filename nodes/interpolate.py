@@ -1,9 +1,10 @@
 """Kinetograph: Interpolate Frames: a thin ComfyUI adapter over ``pipelines.interpolation``.
 
-The engine does the work (timing plan, motion or generation, scene cuts, repeated frames); this
-node turns an IMAGE batch into the engine's frame stream, writes the output frames into one
-tensor of the known output length, drives ComfyUI's progress bar (with "generative" it also moves
-with each pair's denoising steps) and honours its interrupt.
+The engine does the work (checks, timing plan, motion or generation, scene cuts, repeated frames);
+this node turns its widgets into an ``InterpolateJob``, the IMAGE batch into the engine's frame
+stream, writes the output frames into one tensor of the known output length, subscribes ComfyUI's
+progress bar to the engine's events (with "generative" it moves with each pair's denoising steps
+and shows the frames as they form) and honours its interrupt.
 ``method`` picks the backend: "flow" (weight-free, fast) or "generative" (a first+last-frame
 video model generates each pair's in-betweens; its options are the optional inputs).
 """
@@ -12,11 +13,14 @@ from __future__ import annotations
 import torch
 
 from ..pipelines.errors import KinetographError
+from ..pipelines.events import Events, Preview, Progress
 from ..pipelines.families import presets_for_task
-from ..pipelines.interpolation import MAX_FACTOR, get_backend, interpolate_frames, make_plan
+from ..pipelines.interpolation import MAX_FACTOR
 from ..pipelines.interpolation.flow import QUALITY_SETTINGS
+from ..pipelines.jobs import InterpolateJob
 from ..pipelines.jobspec import MAX_SEED, MAX_STEPS
 from ..pipelines.progress import CancelToken
+from ..pipelines.tasks.interpolate import interpolate_in_memory
 from ..pipelines.video_io import MAX_FPS
 
 try:  # inside ComfyUI
@@ -119,47 +123,26 @@ class KinetographInterpolate:
             )
         if mode not in MODES:
             raise KinetographError(f"mode must be one of {', '.join(MODES)}, got {mode!r}.")
-        if method not in METHODS:
-            raise KinetographError(f"method must be one of {', '.join(METHODS)}, got {method!r}.")
         by_factor = mode == "factor"
-        plan = make_plan(fps, factor=factor if by_factor else None,
-                         target_fps=None if by_factor else target_fps, slowmo=bool(slowmo))
+        generative = method == "generative"  # the job refuses any other method but flow
+        # The widgets as a job: only the settings of the chosen method (the job checks them, once).
+        job = InterpolateJob(
+            input="ComfyUI IMAGE batch", factor=factor if by_factor else None, fps=None if by_factor else target_fps,
+            slowmo=bool(slowmo), method=method, quality=None if generative else quality,
+            model=((model_path or "").strip() or model) if generative else None,
+            prompt=prompt if generative else None, steps=(steps or None) if generative else None,
+            seed=seed if generative else None)
         cancel = _ComfyCancel()
+        bar = _ProgressBar(generative)
+        events = Events([bar], preview_every=1 if generative and bar.shows else 0)
+        _job, plan, stream = interpolate_in_memory(job, images, fps, events=events, cancel=cancel,
+                                                   frame_count=count)
         total = plan.frames_out(count)
-        units = 1 if method == "flow" else GENERATION_UNITS_PER_FRAME
-        bar = _comfy_utils.ProgressBar(total * units) if _comfy_utils is not None else None
-        shown = {"frames": 0, "value": 0}
-
-        def show(value: int) -> None:
-            value = min(max(value, shown["value"]), total * units)  # never backwards
-            shown["value"] = value
-            if bar is not None:
-                bar.update_absolute(value, total * units)
-
-        def progress(stage: str, done: int, of: int) -> None:  # output frames written
-            shown["frames"] = done
-            show(done * units)
-
-        # in-betweens per pair on average: what one pair's generation fills of the bar
-        per_pair = max(1.0, (total - count) / (count - 1))
-
-        def generation_progress(stage: str, done: int, of: int) -> None:  # inside one pair's generation
-            if stage == "denoise" and of:
-                show(int((shown["frames"] + per_pair * done / of) * units))
-
-        if method == "flow":
-            backend = get_backend("flow", quality=quality)
-        else:  # the cancel token also stops a generation between its denoising steps
-            backend = get_backend("generative", model=(model_path or "").strip() or model, prompt=prompt,
-                                  steps=steps or None, seed=seed, cancel=cancel, progress=generation_progress)
-
+        bar.start(total)
         device = _comfy_mm.intermediate_device() if _comfy_mm is not None else torch.device("cpu")
         out = torch.empty((total, height, width, 3), dtype=torch.float32, device=device)
-
         written = 0
-        for frame in interpolate_frames(images, plan.src_fps, factor=plan.factor, target_fps=plan.target_fps,
-                                        slowmo=plan.slowmo, backend=backend, progress=progress,
-                                        cancel=cancel):
+        for frame in stream:
             if written >= total:
                 raise RuntimeError(f"The interpolation engine made more than the {total} frames its plan predicts.")
             out[written].copy_(torch.from_numpy(frame)).div_(255.0)
@@ -167,3 +150,48 @@ class KinetographInterpolate:
         if written < total:
             out = out[:written]
         return (out, float(plan.out_fps))
+
+
+class _ProgressBar:
+    """An engine-event subscriber driving ComfyUI's ProgressBar: output frames written; with the
+    generative method, hundredths of a frame that move with each pair's denoising steps (never
+    backwards), and the frames of the generation as they form as the bar's preview image."""
+
+    def __init__(self, generative: bool) -> None:
+        self.units = GENERATION_UNITS_PER_FRAME if generative else 1
+        self.bar = None
+        self.total = 0
+        self.value = 0
+        self.shows = _comfy_utils is not None
+
+    def start(self, frames: int) -> None:
+        self.total = frames * self.units
+        if _comfy_utils is not None:
+            self.bar = _comfy_utils.ProgressBar(self.total)
+
+    def __call__(self, event) -> None:
+        if self.bar is None:
+            return
+        if isinstance(event, Progress):
+            if not event.within and event.stage == "interpolate":
+                self._show(event.done * self.units)
+            elif event.stage == "denoise":  # inside one pair's generation
+                self._show(int(event.fraction * self.total))
+        elif isinstance(event, Preview):
+            self._show(self.value, _preview_image(event.frames))
+
+    def _show(self, value: int, preview=None) -> None:
+        self.value = min(max(value, self.value), self.total)
+        if preview is None:
+            self.bar.update_absolute(self.value, self.total)
+        else:
+            self.bar.update_absolute(self.value, self.total, preview)
+
+
+def _preview_image(frames):
+    """ComfyUI's preview tuple for a preview's middle frame, enlarged to be seen."""
+    from PIL import Image
+
+    frame = Image.fromarray(frames[len(frames) // 2])
+    scale = max(1, 256 // max(frame.size))
+    return ("JPEG", frame.resize((frame.width * scale, frame.height * scale), Image.NEAREST), 512)

@@ -21,6 +21,21 @@ from pipelines.video_io import iter_frames, read_metadata
 SMALL = dict(frames=9, width=64, height=64, steps=2)
 
 
+def moving_square_video(path, count=3):
+    """A short clip a generation is asked to fill: a square moving over a gradient (no scene cut)."""
+    from pipelines.video_io import VideoWriter
+
+    yy, xx = np.mgrid[0:48, 0:64]
+    frames = []
+    for k in range(count):
+        frame = np.stack([xx * 3, yy * 4, np.full_like(xx, 90)], -1).astype(np.uint8)
+        frame[16:32, 8 + 8 * k:24 + 8 * k] = (250, 60, 40)
+        frames.append(frame)
+    with VideoWriter(path, 8) as writer:
+        writer.write(np.stack(frames))
+    return path
+
+
 def decoded(path):
     return np.stack(list(iter_frames(path)))
 
@@ -72,15 +87,11 @@ def test_rerun_recreates_a_flow_interpolation_of_a_shared_clip(tmp_path):
 
 
 def test_rerun_recreates_a_generative_interpolation(tmp_path):
-    frames = np.zeros((3, 48, 64, 3), np.uint8)
-    frames[:, :, :, 0] = np.arange(3)[:, None, None] * 80
-    from pipelines.video_io import VideoWriter
-
-    with VideoWriter(tmp_path / "src.mp4", 8) as writer:
-        writer.write(frames)
+    moving_square_video(tmp_path / "src.mp4")
     job = InterpolateJob(input=str(tmp_path / "src.mp4"), factor=2, method="generative", model="tiny-ltx", steps=1)
     first = engine.run(job)
     assert read_metadata(first.path)["job"]["seed"] == first.seed is not None  # drawn once, recorded
+    assert read_metadata(first.path)["interpolation"]["frames_per_pair"]  # pairs were generated, not cut
     again = engine.rerun(first.path, out=str(tmp_path / "again.mp4"))
     assert np.array_equal(decoded(first.path), decoded(again.path))
 
@@ -154,3 +165,17 @@ def test_t2v_then_keyframes_on_one_checkpoint_loads_the_weights_once(monkeypatch
     manager.release(resolve_model("tiny-ltx", "keyframes"))  # one model: every pipeline made from its weights
     gc.collect()
     assert len(manager.cache) == 0 and alive() is None
+
+
+def test_generative_interpolation_reports_each_generation_within_its_output_frame(tmp_path):
+    moving_square_video(tmp_path / "src.mp4")
+    seen = []
+    job = InterpolateJob(input=str(tmp_path / "src.mp4"), factor=2, method="generative", model="tiny-ltx", steps=2,
+                         seed=1)
+    engine.run(job, Events([seen.append], preview_every=1))
+    nested = [e for e in seen if isinstance(e, Progress) and e.within]
+    assert {e.within[0][0] for e in nested} == {"interpolate"} and {"load", "denoise", "decode"} <= {e.stage for e in nested}
+    fractions = [e.fraction for e in seen if isinstance(e, Progress) and (e.within or e.stage == "interpolate")
+                 and e.stage in ("interpolate", "denoise")]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert sum(1 for e in seen if isinstance(e, Preview) and e.within) == 2 * 2  # two pairs, two steps each

@@ -147,14 +147,17 @@ def inside_comfyui(monkeypatch, pack):
     """The node as if inside ComfyUI: a recording ProgressBar and an interrupt flag that
     ``throw_exception_if_processing_interrupted`` checks (and counts)."""
     module = sys.modules[PACK + ".nodes.interpolate"]
-    comfy = SimpleNamespace(module=module, updates=[], checks=0, interrupt=False)
+    comfy = SimpleNamespace(module=module, updates=[], previews=[], checks=0, interrupt=False)
 
     class Bar:
         def __init__(self, total):
             self.total = total
 
-        def update_absolute(self, value, total=None):
-            comfy.updates.append((value, total))
+        def update_absolute(self, value, total=None, preview=None):
+            if preview is None:
+                comfy.updates.append((value, total))
+            else:
+                comfy.previews.append(preview)
 
     def throw_if_interrupted():
         comfy.checks += 1
@@ -188,6 +191,10 @@ def test_generative_progress_moves_with_denoising_steps(inside_comfyui, node_cls
     # between frame 1 (written) and frame 2 (the first in-between), the 4 denoising steps fill the gap
     assert [v for v in values if units < v < 2 * units] == [units + units // 4, units + units // 2,
                                                           units + 3 * units // 4]
+    # the frames of each generation as they form, as ComfyUI's preview tuple (format, PIL image, max size)
+    assert len(inside_comfyui.previews) == 2 * 4  # two pairs, four denoising steps each
+    kind, image, size = inside_comfyui.previews[0]
+    assert kind == "JPEG" and size == 512 and min(image.size) >= 1
 
 
 def test_one_frame_is_refused_with_advice(node_cls, error_type):
@@ -225,5 +232,5 @@ def test_generative_method_returns_the_planned_frames(node_cls):
 def test_generative_method_refuses_a_model_without_keyframes(node_cls, error_type):
     with pytest.raises(error_type, match="first and a last frame.*tiny-ltx"):
         run(node_cls, moving_square(count=2), method="generative", model="tiny-ltx", model_path="tiny-svd")
-    with pytest.raises(error_type, match="method must be one of flow, generative"):
+    with pytest.raises(error_type, match="Unknown interpolation method .rife.: use flow or generative"):
         run(node_cls, moving_square(count=2), method="rife")

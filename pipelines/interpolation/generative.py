@@ -127,7 +127,8 @@ class GenerativeBackend:
     once; every pair uses it), ``max_side`` (None: the family's default long side).
     ``manager``: the engine's model cache (default: the process-wide one, so the model loads
     once for all pairs); ``progress(stage, done, total)`` receives each generation's stages
-    (load, encode, denoise, decode); ``cancel`` (a CancelToken) is checked at every denoising
+    (load, encode, denoise, decode), or ``events()`` gives the ``Events`` each generation reports
+    to (progress and previews; it wins over ``progress``); ``cancel`` (a CancelToken) is checked at every denoising
     step. The model is resolved now, so a wrong name fails before any frame is read.
     """
 
@@ -136,7 +137,8 @@ class GenerativeBackend:
 
     def __init__(self, model: str | None = None, prompt: str = "", negative_prompt: str | None = None,
                  steps: int | None = None, guidance: float | None = None, seed: int | None = None,
-                 max_side: int | None = None, manager=None, progress=None, cancel=None, device_facts=None):
+                 max_side: int | None = None, manager=None, progress=None, cancel=None, device_facts=None,
+                 events=None):
         from ..families import PRESETS, presets_for_task
         from ..jobspec import MAX_SEED, JobSpec
         from ..memory import DeviceFacts
@@ -175,6 +177,7 @@ class GenerativeBackend:
         cap = max_side if max_side is not None else max(self.family.default_width, self.family.default_height)
         self.max_side = max(multiple, cap // multiple * multiple)
         self.manager, self.progress, self.cancel = manager, progress, cancel
+        self.events = events  # None, or a function giving the Events of the pair about to be generated
         self.last_job = None  # the JobSpec of the latest generation (as run) and the frames used from it
         self.last_indices: list[int] = []
         self._sizes: list[str] = []
@@ -244,6 +247,7 @@ class GenerativeBackend:
                       seed=self.seed, name="in-between")
         made = generate_frames(job, images={"image": _resize(a, gen_w, gen_h), "last_image": _resize(b, gen_w, gen_h)},
                                progress=self.progress or no_progress, cancel=self.cancel, manager=self.manager,
+                               events=self.events() if self.events is not None else None,
                                device_facts=self.facts, encoded_prompt=self._encoded_prompt)
         self._encoded_prompt = made.encoded_prompt
         frames = made.frames
