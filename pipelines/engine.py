@@ -100,8 +100,9 @@ def plan_for_model(model: str, task: str = "t2v", frames: int | None = None, wid
                    mode: str | None = None):
     """The memory plan a job would get, without loading (or downloading) any weights.
 
-    Presets and known hub repos are planned from their size profiles; built-in tiny models
-    and local folders are measured from their safetensors headers.
+    Presets and known hub repos are planned from their size profiles; built-in tiny models,
+    local folders and downloaded repos are measured from their safetensors headers; any other
+    hub repo from the headers read over the network (``memory.hub_sizes``: nothing downloaded).
     """
     from .memory import JobShape, plan_memory, profile_sizes
     from .memory.sizes import REPO_PROFILES
@@ -112,8 +113,14 @@ def plan_for_model(model: str, task: str = "t2v", frames: int | None = None, wid
     else:
         source = resolve_model(model, task, prefer_cuda=facts.has_cuda)
         family, sizes = source.family, sizes_before_loading(source)
-        if sizes is None:
-            local_folder(source)  # raises the missing-model error (files needed, download command)
+        if sizes is None and source.kind == "hub":
+            from .memory.hub_sizes import hub_sizes
+
+            try:
+                sizes = hub_sizes(source.location)
+            except KinetographError:
+                local_folder(source)  # offline: the missing-model error (files needed, download command)
+                raise
     # The job's shape with the family's defaults and rounding (no prompt or images needed to plan).
     shaped = JobSpec(task="t2v", model=model, prompt="plan", frames=frames, width=width, height=height,
                      steps=steps, guidance=guidance, seed=0).check().adapted_to(family)

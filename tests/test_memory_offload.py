@@ -331,6 +331,12 @@ def test_any_hub_repo_is_planned_from_its_headers_without_weights(monkeypatch):
     assert {n: c.params for n, c in sizes.components.items()} == {n: c.params for n, c in local.components.items()}
     assert sizes.denoiser == local.denoiser
     assert fetched and all(f.endswith(".safetensors") for f in fetched)  # headers only, via the API
+    # `app.py plan` takes the same path for a hub repo it has no profile of and has not downloaded
+    from pipelines import engine
+
+    headers_read = len(fetched)
+    plan = engine.plan_for_model("someone/any-wan-repo", frames=9, width=64, height=64, budget_gb=8, ram_gb=16)
+    assert plan.predicted_peak_vram_bytes > 0 and len(fetched) > headers_read
 
 
 def test_hub_sizes_offline_fails_with_what_to_do(monkeypatch):
@@ -338,7 +344,7 @@ def test_hub_sizes_offline_fails_with_what_to_do(monkeypatch):
     hub = importlib.import_module("pipelines.memory.hub_sizes")  # the module (the package exports the function)
 
     monkeypatch.setattr(hub, "_offline", lambda: True)
-    with pytest.raises(KinetographError, match="HF_HUB_OFFLINE.*huggingface-cli download someone/repo"):
+    with pytest.raises(KinetographError, match="HF_HUB_OFFLINE.*hf download someone/repo"):
         hub.hub_sizes("someone/repo")
 
     class NoNetwork:

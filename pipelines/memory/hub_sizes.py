@@ -33,7 +33,7 @@ def _offline_error(repo_id: str, why: str) -> KinetographError:
     return KinetographError(
         f"Cannot read the sizes of {repo_id!r} from the Hugging Face hub ({why}). Planning a hub repo reads only "
         f"its configs and tensor headers, but needs the network: unset HF_HUB_OFFLINE and connect, or download "
-        f"the model first (huggingface-cli download {repo_id}) and plan the local folder.")
+        f"the model first (.venv/bin/hf download {repo_id}) and plan the local folder.")
 
 
 def hub_sizes(repo_id: str, revision: str | None = None, token: str | bool | None = None) -> ModelSizes:
