@@ -116,11 +116,6 @@ class KinetographInterpolate:
             raise KinetographError("images must be an IMAGE batch (frames × height × width × channels); "
                                    "connect the frames of a video.")
         count, height, width = int(images.shape[0]), int(images.shape[1]), int(images.shape[2])
-        if count < 2:
-            raise KinetographError(
-                f"Interpolate Frames needs at least 2 frames, got {count}; connect a batch of video frames "
-                "(e.g. the decoded output of a video model or Load Video), not a single image."
-            )
         if mode not in MODES:
             raise KinetographError(f"mode must be one of {', '.join(MODES)}, got {mode!r}.")
         by_factor = mode == "factor"

@@ -68,11 +68,8 @@ class InterpolateJob:
         if self.fps is not None:
             as_fps(self.fps, "target fps")  # a number, finite, > 0, at most MAX_FPS
         _check_int("start", self.start, 0, 10**9)
-        if self.end is not None:
+        if self.end is not None:  # the range's frame count is checked against the video when it is read
             _check_int("end", self.end, 1, 10**9)
-            if self.end <= self.start + 1:
-                raise KinetographError(f"--end {self.end} must be at least 2 frames after --start {self.start}: "
-                                       "interpolation needs 2 frames or more.")
         if self.method == "generative":
             if not self.model or not str(self.model).strip():
                 raise KinetographError(

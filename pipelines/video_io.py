@@ -519,12 +519,18 @@ def as_uint8_frames(frames) -> np.ndarray:
     return out
 
 
+def float_frame_to_uint8(frame: np.ndarray) -> np.ndarray:
+    """A float 0..1 frame as uint8: the one conversion every part of Kinetograph uses (NaN -> 0,
+    out-of-range values clipped, rounded to nearest)."""
+    scaled = np.clip(np.nan_to_num(frame.astype(np.float32)), 0.0, 1.0) * 255.0
+    return np.rint(scaled).astype(np.uint8)
+
+
 def _numpy_frame_to_uint8(frame: np.ndarray) -> np.ndarray:
     if frame.dtype == np.uint8:
         return np.ascontiguousarray(frame)
     if np.issubdtype(frame.dtype, np.floating):
-        scaled = np.clip(np.nan_to_num(frame.astype(np.float32)), 0.0, 1.0) * 255.0
-        return np.rint(scaled).astype(np.uint8)
+        return float_frame_to_uint8(frame)
     raise KinetographError(f"Frames must be uint8 (0..255) or float (0..1); got dtype {frame.dtype}.")
 
 

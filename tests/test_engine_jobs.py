@@ -179,3 +179,11 @@ def test_generative_interpolation_reports_each_generation_within_its_output_fram
                  and e.stage in ("interpolate", "denoise")]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
     assert sum(1 for e in seen if isinstance(e, Preview) and e.within) == 2 * 2  # two pairs, two steps each
+
+
+def test_a_job_is_checked_once_per_run(monkeypatch, sample_images, tmp_path):
+    calls = []
+    real = JobSpec.check
+    monkeypatch.setattr(JobSpec, "check", lambda self: calls.append(self) or real(self))
+    engine.run(make_job("t2v", "tiny-ltx", sample_images), output_dir=tmp_path)
+    assert len(calls) == 1

@@ -198,7 +198,7 @@ def test_generative_progress_moves_with_denoising_steps(inside_comfyui, node_cls
 
 
 def test_one_frame_is_refused_with_advice(node_cls, error_type):
-    with pytest.raises(error_type, match="at least 2 frames.*connect a batch"):
+    with pytest.raises(error_type, match="at least 2 frames and the input has 1.*batch of frames"):
         run(node_cls, moving_square(count=1))
 
 

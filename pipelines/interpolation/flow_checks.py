@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import KinetographError
+from ..video_io import float_frame_to_uint8
 
 __all__ = ["check_frame", "check_pair", "check_ts"]
 
@@ -29,7 +30,7 @@ def check_frame(frame, what: str = "frame") -> np.ndarray:
                 f"{what} is a float image outside 0..1 (min {frame.min():.3g}, max {frame.max():.3g}); "
                 "pass uint8 0..255 or float 0..1."
             )
-        return np.clip(np.rint(frame * 255.0), 0, 255).astype(np.uint8)
+        return float_frame_to_uint8(frame)
     raise KinetographError(f"{what} must be uint8 (0..255) or float (0..1), got dtype {frame.dtype}.")
 
 

@@ -184,7 +184,8 @@ class StreamInterpolator:
         if anchor is None:
             raise KinetographError("The video has no frames; choose a video (or frame range) with at least 2 frames.")
         if self.frames_in < 2:
-            raise KinetographError("Interpolation needs at least 2 frames; the input has 1.")
+            raise KinetographError("Interpolation needs at least 2 frames and the input has 1: give a video (or a "
+                                   "batch of frames, e.g. a video model's decoded output) with 2 or more.")
         if pending is not None:
             yield from self._span(pending, cancel, on_frame, following=None)
         # the anchor and its trailing repeats: positions anchor_at .. the last input frame's

@@ -107,7 +107,7 @@ def generate(job: JobSpec, events: Events, cancel: CancelToken, manager: ModelMa
     if job.seed is None:  # drawn now, so the output's name (which carries it) is known before the work
         job = dataclasses.replace(job, seed=random.randint(0, MAX_SEED))
     out_path, out_note = output_path(job, output_dir, overwrite)  # a bad output path fails before the work
-    made = generate_frames(job, events=events, cancel=cancel, manager=manager, memory=memory)
+    made = _frames(job, None, events, cancel, manager, memory, None)
     run_job, frames = made.job, made.frames
     notes = made.notes + ([out_note] if out_note else [])
     inputs = {key: file_record(getattr(run_job, key)) for key, origin in made.inputs.items() if origin == "file"}
@@ -144,15 +144,19 @@ def generate_frames(job: JobSpec, images: dict[str, Any] | None = None, events: 
     ``encoded_prompt``: the ``encoded_prompt`` of an earlier result; when its model, prompt,
     negative prompt and guidance on/off match this job's, the prompt is not encoded again.
     """
-    import torch
-
     from ..engine import default_manager
 
-    events = events if events is not None else Events()
-    cancel = cancel or CancelToken()
-    manager = manager or default_manager()
-    # ---- checks, before anything is loaded
     job.check()
+    return _frames(job, images, events if events is not None else Events(), cancel or CancelToken(),
+                   manager or default_manager(), memory, encoded_prompt)
+
+
+def _frames(job: JobSpec, images: dict[str, Any] | None, events: Events, cancel: CancelToken, manager: ModelManager,
+            memory: MemoryOptions, encoded_prompt: EncodedPrompt | None) -> GeneratedFrames:
+    """``generate_frames`` for a job already checked."""
+    import torch
+
+    # ---- before anything is loaded: the model, the images, the family's rules
     facts = memory.device_facts or DeviceFacts.detect()
     source = resolve_model(job.model, job.task, prefer_cuda=facts.has_cuda, denoiser_file=job.transformer)
     adapter = source.family.adapter
