@@ -21,7 +21,7 @@ No weight is loaded and torch is not imported.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..errors import KinetographError
@@ -43,6 +43,69 @@ TIERS: dict[str, str] = {
     "device_map": "accelerate device_map by whole blocks: as many as fit stay on the GPU, the rest in host "
                   "RAM and, when RAM is short, in an offload folder on disk; copied in block by block",
 }
+
+# ============================================================ estimates that enter every plan
+# Host RAM the process holds before any weight once CUDA is initialised: Python, torch, diffusers,
+# transformers, the CUDA runtime and the cuBLAS / cuDNN kernel images it maps. 3-5 GB is typical
+# with CUDA 12 wheels; the planner assumes the middle of that range.
+CUDA_RUNTIME_RAM_BYTES = 4_000_000_000
+# Without CUDA (the CPU plan) no CUDA context exists: Python, torch and the libraries only.
+CPU_RUNTIME_RAM_BYTES = 2_000_000_000
+
+# bf16 tensor cores and FlashAttention (torch SDPA's flash kernel, FlashAttention 2/3) start at
+# Ampere, compute capability 8.0. Older GPUs (Turing sm_75, Volta sm_70, ...) compute in fp16 and
+# the planner counts the attention matrix that a non-flash kernel materialises.
+FLASH_BF16_MIN_CAPABILITY = (8, 0)
+
+
+def has_bf16_flash(facts: DeviceFacts) -> bool:
+    """True where the GPU has bf16 and flash attention (compute capability >= 8.0, or unknown)."""
+    cc = facts.compute_capability
+    return not facts.has_cuda or cc is None or tuple(cc) >= FLASH_BF16_MIN_CAPABILITY
+
+
+def sizes_for_device(sizes: ModelSizes, facts: DeviceFacts) -> ModelSizes:
+    """The model as this device will compute it: without bf16 (pre-Ampere) every bf16 compute dtype
+    becomes fp16 (same bytes). fp32 components (Wan's VAE, tiny models) stay fp32, and fp8 layerwise
+    storage stays available with fp16 compute."""
+    if has_bf16_flash(facts):
+        return sizes
+    fp16 = {name: ("float16" if dtype == "bfloat16" else dtype) for name, dtype in sizes.component_dtypes.items()}
+    compute = "float16" if sizes.compute_dtype == "bfloat16" else sizes.compute_dtype
+    return replace(sizes, compute_dtype=compute, component_dtypes=fp16)
+
+
+def attention_scores_bytes(sizes: ModelSizes, shape: JobShape, flash: bool) -> int:
+    """Attention scores a non-flash kernel holds at once in the denoiser's largest attention.
+
+    A flash kernel never forms the N x N matrix (0). Without one, SDPA's math path computes
+    softmax(Q K^T) for every head of the batch in one matmul: tokens^2 x heads x batch elements in the
+    compute dtype (the scores, then the softmax written beside them: x2). DiTs attend over all video
+    tokens; UNets' largest is the spatial self-attention at full latent size, with frames as batch.
+    """
+    if flash:
+        return 0
+    den, vae = sizes.denoiser, sizes.vae
+    sr, tr = (vae.spatial_ratio, vae.temporal_ratio) if vae else (8, 4)
+    lf = (shape.frames - 1) // tr + 1 if tr > 1 else shape.frames
+    lh, lw = max(1, shape.height // sr), max(1, shape.width // sr)
+    batch = shape.batch * (2 if shape.cfg and den.cfg_batched else 1)
+    item = DTYPE_BYTES[sizes.compute_dtype]
+    if den.family == "unet":
+        n, chunk = lh * lw, batch * lf * den.num_heads  # one attention per frame, every head at once
+    else:
+        pt, ph, pw = den.patch_size
+        n = max(1, math.ceil(lf / pt)) * max(1, math.ceil(lh / ph)) * max(1, math.ceil(lw / pw))
+        chunk = batch * den.num_heads
+    return int(2 * n * n * chunk * item)
+
+
+def shard_transient_bytes(components: list[ComponentSize]) -> int:
+    """Host RAM that from_pretrained holds beside the weights already loaded while it reads a sharded
+    safetensors checkpoint: one shard (its mapped pages, copied or cast into the model's tensors), the
+    largest among the components loaded through host RAM (at most the component's own size; hub
+    shards default to ``sizes.DEFAULT_SHARD_BYTES``, 5 GB)."""
+    return max((min(c.largest_shard_bytes, c.nbytes(c.checkpoint_dtype)) for c in components), default=0)
 
 
 @dataclass(frozen=True)
@@ -67,7 +130,8 @@ class PlannerSettings:
     vram_margin: float = 0.10  # a plan fits when predicted peak x (1 + margin) <= usable VRAM
     ram_margin: float = 0.05
     runtime_vram_bytes: int = 300_000_000  # cuBLAS workspaces, latents, embeddings, small buffers
-    runtime_ram_bytes: int = 2_000_000_000  # torch + CUDA libraries + Python, resident in host RAM
+    runtime_ram_bytes: int = CUDA_RUNTIME_RAM_BYTES  # torch + CUDA libraries + Python, resident in host RAM
+    cpu_runtime_ram_bytes: int = CPU_RUNTIME_RAM_BYTES  # the same without a CUDA context (the CPU plan)
     hook_overhead_s: float = 2.0e-4  # Python hook + stream bookkeeping per offloaded group per pass
     fp8_quality_penalty: float = 1.10  # ranking: fp8 storage must be >10% faster to beat bf16
     fp8_cast_overhead: float = 0.03  # upcasting fp8 weights to bf16 before each layer
@@ -91,9 +155,10 @@ class _Job:
     attention_flops_per_pass: float
     activation_bytes: int
     latent_bytes: int
+    attention_scores_bytes: int = 0  # the N x N scores a non-flash kernel adds (0 with flash attention)
 
 
-def _job_numbers(sizes: ModelSizes, shape: JobShape) -> _Job:
+def _job_numbers(sizes: ModelSizes, shape: JobShape, flash: bool = True) -> _Job:
     den, vae = sizes.denoiser, sizes.vae
     sr, tr = (vae.spatial_ratio, vae.temporal_ratio) if vae else (8, 4)
     lf = (shape.frames - 1) // tr + 1 if tr > 1 else shape.frames
@@ -107,19 +172,25 @@ def _job_numbers(sizes: ModelSizes, shape: JobShape) -> _Job:
     if den.family == "unet":
         voxels = batch * lf * lh * lw
         act = den.unet_act_bytes_per_voxel * voxels * item / 2
+        scores = attention_scores_bytes(sizes, shape, flash)
+        act += scores  # the calibrated coefficient assumes a fused kernel: the scores come on top
         flops = den.unet_flops_per_voxel * voxels * 1.2  # +20%: attention is not in the measured count
         attn = flops * 0.2 / 1.2
     else:
         d, f, text = den.hidden_size, den.ffn_dim, den.text_len
         per_token = max(den.act_attn_bytes_per_dim * d, den.act_ffn_bytes_per_dim * d + 4 * f)
         act = batch * tokens * per_token * item / 2
+        scores = attention_scores_bytes(sizes, shape, flash)
+        if scores:  # the scores live during the attention phase only, beside its activations
+            act = max(batch * tokens * den.act_attn_bytes_per_dim * d * item / 2 + scores,
+                      batch * tokens * (den.act_ffn_bytes_per_dim * d + 4 * f) * item / 2)
         linear = 2 * tokens * (6 * d * d + 2 * d * f) + 2 * 2 * d * d * text
         attn = 4 * tokens * tokens * d + 4 * tokens * text * d
         flops = batch * den.num_layers * (linear + attn)
         attn = batch * den.num_layers * attn
     channels = vae.latent_channels if vae else 16
     latent_bytes = 4 * shape.batch * channels * lf * lh * lw * 4  # fp32 latents, noise, prediction, scratch
-    return _Job(lf, lh, lw, tokens, batch, passes, flops, attn, int(act), int(latent_bytes))
+    return _Job(lf, lh, lw, tokens, batch, passes, flops, attn, int(act), int(latent_bytes), scores)
 
 
 def _decode_peak(sizes: ModelSizes, shape: JobShape, tiled: bool, chunk: int | None) -> int:

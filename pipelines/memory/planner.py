@@ -40,6 +40,9 @@ from .costs import (  # noqa: F401  (re-exported: tests and bench import them fr
     _pass_seconds,
     _Placement,
     _storage_bytes,
+    has_bf16_flash,
+    shard_transient_bytes,
+    sizes_for_device,
 )
 from .device import GB, DeviceFacts
 from .sizes import DenoiserArch, ModelSizes, measure_folder, profile_sizes
@@ -133,6 +136,7 @@ class MemoryPlan:
     assumptions: dict[str, Any] = field(default_factory=dict)
     breakdown: dict[str, float] = field(default_factory=dict)  # compute/transfer seconds per pass
     budget_from_user: bool = False  # the VRAM budget was given (--budget-gb): apply_plan enforces it
+    device_note: str = ""  # what the GPU lacks that changed the plan (pre-Ampere: no bf16 / flash attention)
 
     def for_remaining_stages(self, finished: tuple[str, ...] | list[str]) -> MemoryPlan:
         """The same plan with the components of finished stages parked on the CPU (not moved back to
@@ -179,7 +183,7 @@ class MemoryPlan:
             "text_encode_device": self.text_encode_device, "staged_load": self.staged_load,
             "load_kwargs": self.load_kwargs, "notes": list(self.notes), "rejected": list(self.rejected),
             "assumptions": dict(self.assumptions), "breakdown": dict(self.breakdown),
-            "budget_from_user": self.budget_from_user,
+            "budget_from_user": self.budget_from_user, "device_note": self.device_note,
         }
 
     def explain(self) -> str:
@@ -194,7 +198,9 @@ class MemoryPlan:
             lines.append(f"  vae: decodes {self.decode_chunk_size} frames at a time")
         lines.append(f"  attention: {self.attention_backend}"
                      + (" (PyTorch SDPA: flash / memory-efficient kernels, no N x N matrix)"
-                        if self.attention_backend == "native" else ""))
+                        if self.attention_backend == "native" and not self.device_note else ""))
+        if self.device_note:
+            lines.append(f"  {self.device_note}")
         if self.staged_load:
             lines.append("  loading: encoders first, released after encoding, then the denoiser and VAE")
         sv = ", ".join(f"{s} {self.stage_vram[s] / GB:.2f}" for s in STAGES)
@@ -263,7 +269,8 @@ def _evaluate(sizes: ModelSizes, shape: JobShape, facts: DeviceFacts, settings: 
     denoisers = sizes.by_role("denoiser")
     encoders = sizes.by_role("text_encoder") + sizes.by_role("image_encoder")
     vae_bytes = sizes.component_bytes("vae") if "vae" in sizes.components else 0
-    other_bytes = sum(sizes.component_bytes(c.name) for c in sizes.components.values() if c.role == "other")
+    others = [c for c in sizes.components.values() if c.role == "other"]
+    other_bytes = sum(sizes.component_bytes(c.name) for c in others)
     rt, r0 = s.runtime_vram_bytes, s.runtime_ram_bytes
 
     # ---- compute time of one denoiser pass (all weights resident)
@@ -277,6 +284,14 @@ def _evaluate(sizes: ModelSizes, shape: JobShape, facts: DeviceFacts, settings: 
     enc_keep_ram = enc_b if cand.encoder_after == "keep_cpu" else 0
     staged = cand.encoder_after == "release" and bool(encoders)
 
+    # ---- loading: one checkpoint shard sits in host RAM beside the weights already loaded, for every
+    # component loaded through host RAM (the resident tier loads the denoiser and VAE straight onto the
+    # GPU; the device_map tier places the denoiser's blocks where they go, disk included)
+    vae_via_ram = [sizes.components["vae"]] if "vae" in sizes.components and not resident else []
+    enc_shard = shard_transient_bytes(encoders)
+    rest_shard = shard_transient_bytes(vae_via_ram + others)
+    den_shard = shard_transient_bytes(denoisers) if tier not in ("resident", "device_map") else 0
+
     # ---- decode
     decode_peak = _decode_peak(sizes, shape, cand.vae_tiling, cand.decode_chunk)
     decode_s = _decode_seconds(sizes, shape, facts, s, cand.vae_tiling)
@@ -287,7 +302,8 @@ def _evaluate(sizes: ModelSizes, shape: JobShape, facts: DeviceFacts, settings: 
                 rt + vae_bytes + decode_peak + job.latent_bytes) + enc_keep_vram
     vram_room = int(vram_budget / (1 + s.vram_margin)) - needs
     ram_room = int(ram_budget / (1 + s.ram_margin)) - (r0 + vae_bytes + other_bytes + enc_keep_ram
-                                                      + (0 if staged else enc_b))
+                                                      + (0 if staged else enc_b)
+                                                      + max(rest_shard, 0 if staged else enc_shard))
     ctx = _Ctx(denoisers, compute, storage, cand.fp8, compute_s, facts, s, vram_room, ram_room)
     place = _denoiser_placement(tier, ctx)
     if place.split is not None and place.split[0] == sum(c.num_blocks for c in denoisers):
@@ -307,10 +323,11 @@ def _evaluate(sizes: ModelSizes, shape: JobShape, facts: DeviceFacts, settings: 
     # ---- host RAM per stage (loading counts: everything loaded into RAM sits there at once)
     vae_ram = 0 if resident else vae_bytes  # resident components load straight onto the GPU
     if staged:
-        load_enc = r0 + enc_b
-        load_rest = r0 + place.load_ram + vae_ram + other_bytes
+        load_enc = r0 + enc_b + enc_shard
+        load_rest = r0 + place.load_ram + vae_ram + other_bytes + max(rest_shard, den_shard)
     else:
-        load_enc = load_rest = r0 + enc_b + place.load_ram + vae_ram + other_bytes
+        load_enc = load_rest = r0 + enc_b + place.load_ram + vae_ram + other_bytes \
+            + max(enc_shard, rest_shard, den_shard)
     enc_running_ram = enc_b + enc_act if cand.encoder_device == "cpu" else \
         (enc_b if cand.encoder_device == "gpu_group" else 0)
     steady = r0 + vae_ram + other_bytes + enc_keep_ram + place.ram
@@ -351,7 +368,8 @@ def _evaluate(sizes: ModelSizes, shape: JobShape, facts: DeviceFacts, settings: 
                  "activation_bytes": job.activation_bytes, "tokens": job.tokens,
                  "block_transfer_s": place.block_transfer_s,
                  "block_compute_s": compute_s / max(1, big.num_blocks), "encode_s": enc_s, "decode_s": decode_s,
-                 "once_s": place.once_s}
+                 "once_s": place.once_s, "attention_scores_bytes": job.attention_scores_bytes,
+                 "load_shard_bytes": max(enc_shard, rest_shard, den_shard)}
     name = _plan_name(tier, cand, place.split)
     return MemoryPlan(
         name=name, tier=tier, fp8=cand.fp8, components=components, vae_tiling=cand.vae_tiling,
@@ -363,7 +381,18 @@ def _evaluate(sizes: ModelSizes, shape: JobShape, facts: DeviceFacts, settings: 
         seconds_per_step=step_s, reference_seconds_per_step=ref_step_s, job_seconds=job_s, score=score,
         fits=fits, vram_budget_bytes=int(vram_budget), ram_budget_bytes=int(ram_budget), model=sizes.name,
         shape=shape, device=facts.name, notes=notes, assumptions=_assumptions(facts, settings),
-        breakdown=breakdown)
+        breakdown=breakdown, device_note=_device_note(facts, sizes, job))
+
+
+def _device_note(facts: DeviceFacts, sizes: ModelSizes, job: _Job) -> str:
+    """Says what a pre-Ampere GPU changes: the compute dtype and the attention matrix it must hold."""
+    if has_bf16_flash(facts):
+        return ""
+    major, minor = facts.compute_capability or (0, 0)
+    dtype = {"float16": "fp16", "float32": "fp32", "bfloat16": "bf16"}.get(sizes.compute_dtype, sizes.compute_dtype)
+    return (f"this GPU (sm_{major}{minor}) has no bf16/flash attention: {dtype} compute, attention needs "
+            f"{job.attention_scores_bytes / GB:.1f} GB (the N x N scores of every head, counted in the denoise "
+            f"stage)")
 
 
 def _plan_name(tier: str, cand: _Candidate, split: tuple[int, int, int] | None) -> str:
@@ -434,8 +463,9 @@ def _cpu_plan(sizes: ModelSizes, shape: JobShape, facts: DeviceFacts, settings: 
     step = job.passes_per_step * job.flops_per_pass / cpu
     weights = sizes.total_bytes
     decode = _decode_peak(sizes, shape, False, None)
-    r0 = settings.runtime_ram_bytes
-    stage_ram = {"encode": r0 + weights + _encoder_activation(sizes),
+    r0 = settings.cpu_runtime_ram_bytes
+    load = r0 + weights + shard_transient_bytes(list(sizes.components.values()))  # from_pretrained reads a shard
+    stage_ram = {"encode": max(load, r0 + weights + _encoder_activation(sizes)),
                  "denoise": r0 + weights + job.activation_bytes + job.latent_bytes,
                  "decode": r0 + weights + decode}
     comps = {c.name: ComponentPlan(c.name, c.role, "cpu", sizes.dtype_of(c.name), ram_bytes=sizes.component_bytes(c.name))
@@ -450,7 +480,8 @@ def _cpu_plan(sizes: ModelSizes, shape: JobShape, facts: DeviceFacts, settings: 
         fits=peak_ram * (1 + settings.ram_margin) <= ram_budget, vram_budget_bytes=0, ram_budget_bytes=ram_budget,
         model=sizes.name, shape=shape, device=facts.name,
         notes=["no CUDA device: the whole pipeline runs on the CPU (slow; fine for tiny models)"],
-        assumptions=_assumptions(facts, settings), breakdown={"compute_s": step / job.passes_per_step})
+        assumptions={**_assumptions(facts, settings), "runtime_ram_gb": r0 / GB},
+        breakdown={"compute_s": step / job.passes_per_step})
 
 
 # ============================================================================ public API
@@ -491,7 +522,8 @@ def evaluate_all(sizes: ModelSizes, shape: JobShape, facts: DeviceFacts, budget_
     settings = settings or PlannerSettings()
     _check_shape(shape)
     vram_budget, ram_budget = _budgets(facts, budget_gb, ram_gb)
-    job = _job_numbers(sizes, shape)
+    sizes = sizes_for_device(sizes, facts)  # pre-Ampere: fp16 compute instead of bf16
+    job = _job_numbers(sizes, shape, flash=has_bf16_flash(facts))
     plans = [p for c in _candidates(sizes, _tiers_for(mode))
              if (p := _evaluate(sizes, shape, facts, settings, job, c, vram_budget, ram_budget)) is not None]
     plans.sort(key=lambda p: (p.score, p.predicted_peak_vram_bytes))
