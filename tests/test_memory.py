@@ -33,6 +33,13 @@ MODELS = {"wan2.1-t2v-1.3b": WAN_SHAPE, "wan2.1-t2v-14b": WAN_SHAPE, "ltx-video-
 GPUS = (80, 24, 12, 8, 6)
 RAMS = (16, 32, 64)
 PRE_PINNED = ("group_stream", "leaf_stream")  # tiers that keep pinned copies of all weights
+# 16 GB of host RAM no longer loads these: their text encoder alone (UMT5 11.4 GB, T5-XXL 9.5 GB in bf16)
+# plus the 4 GB CUDA runtime plus one 5 GB checkpoint shard being read exceeds 16 / 1.05 GB.
+TOO_BIG_FOR_16GB_RAM = ("wan2.1-t2v-1.3b", "wan2.1-t2v-14b", "ltx-video-0.9")
+
+
+def too_big(profile: str, ram: float) -> bool:
+    return ram == 16 and profile in TOO_BIG_FOR_16GB_RAM
 
 
 def plan(profile: str, vram: float, ram: float, **kw):
@@ -44,6 +51,10 @@ def plan(profile: str, vram: float, ram: float, **kw):
 @pytest.mark.parametrize("vram", GPUS)
 @pytest.mark.parametrize("ram", RAMS)
 def test_every_plan_fits_its_machine(profile, vram, ram):
+    if too_big(profile, ram):
+        with pytest.raises(KinetographError, match="host RAM"):
+            plan(profile, vram, ram)
+        return
     p = plan(profile, vram, ram)
     assert p.fits
     assert p.predicted_peak_vram_bytes * 1.1 <= vram * GB
@@ -59,6 +70,8 @@ def test_every_plan_fits_its_machine(profile, vram, ram):
 @pytest.mark.parametrize("profile", list(MODELS))
 @pytest.mark.parametrize("ram", RAMS)
 def test_80gb_keeps_everything_resident(profile, ram):
+    if too_big(profile, ram):
+        return  # nothing loads at 16 GB of RAM (test_every_plan_fits_its_machine)
     p = plan(profile, 80, ram)
     assert p.tier == "resident" and not p.fp8
     assert p.components["transformer"].placement == "gpu"
@@ -88,7 +101,7 @@ def test_wan13b_fits_4gb_near_full_speed():
 
 def test_wan14b_short_ram_splits_blocks_across_gpu_ram_and_disk():
     roomy = plan("wan2.1-t2v-14b", 24, 32)
-    short = plan("wan2.1-t2v-14b", 12, 16)
+    short = plan("wan2.1-t2v-14b", 12, 22)  # the staged UMT5 load needs 4 + 11.4 + 5 GB (+5%) = 21.4 GB
     for p in (roomy, short):
         assert p.tier == "device_map"
         assert p.components["transformer"].placement == "device_map"
@@ -431,7 +444,7 @@ def test_device_map_plans_build_an_explicit_block_map_at_load_time():
 
     from pipelines.memory import load_kwargs_for
 
-    p = plan("wan2.1-t2v-14b", 12, 16)
+    p = plan("wan2.1-t2v-14b", 12, 22)
     config = dict(num_attention_heads=2, attention_head_dim=8, ffn_dim=32, num_layers=40, text_dim=16,
                   freq_dim=8, in_channels=4, out_channels=4)
     kwargs = load_kwargs_for(p, "transformer", diffusers.WanTransformer3DModel, config, offload_root="/tmp/x")
@@ -603,3 +616,81 @@ def test_detect_reads_this_machine():
     assert facts.total_ram > 0 and 0 < facts.free_ram <= facts.total_ram
     assert facts.execution_device in ("cuda", "cpu")
     assert json.dumps(facts.to_dict())
+
+
+# ============================================================ estimates that enter the plan (issue 16 item 7)
+def _by_name(plans):
+    return {p.name: p for p in plans}
+
+
+def test_cuda_runtime_ram_is_4gb_and_counted_in_every_gpu_plan():
+    from pipelines.memory import PlannerSettings
+    from pipelines.memory.costs import CPU_RUNTIME_RAM_BYTES, CUDA_RUNTIME_RAM_BYTES
+
+    assert CUDA_RUNTIME_RAM_BYTES == 4_000_000_000 and CPU_RUNTIME_RAM_BYTES == 2_000_000_000
+    assert PlannerSettings().runtime_ram_bytes == CUDA_RUNTIME_RAM_BYTES
+    sizes, facts = profile_sizes("wan2.1-t2v-1.3b"), DeviceFacts.gpu(24, 64)
+    new = _by_name(evaluate_all(sizes, WAN_SHAPE, facts))
+    old = _by_name(evaluate_all(sizes, WAN_SHAPE, facts, settings=PlannerSettings(runtime_ram_bytes=2_000_000_000)))
+    for name in ("resident+te-gpu-release", "model_offload+te-cpu", "group_stream_lowmem+te-offload"):
+        for stage in ("encode", "denoise", "decode"):
+            assert new[name].stage_ram[stage] - old[name].stage_ram[stage] == 2_000_000_000, (name, stage)
+    # no CUDA context on the CPU: the CPU plan keeps 2 GB
+    cpu = plan_ladder(sizes, WAN_SHAPE, DeviceFacts(has_cuda=False, name="cpu", total_vram=0, free_vram=0,
+                                                      total_ram=int(256 * GB), free_ram=int(256 * GB)))[0]
+    assert cpu.tier == "cpu" and cpu.assumptions["runtime_ram_gb"] == 2.0
+
+
+def test_shard_transient_counts_for_components_loaded_through_host_ram():
+    from dataclasses import replace
+
+    from pipelines.memory.sizes import DEFAULT_SHARD_BYTES
+
+    base = profile_sizes("wan2.1-t2v-1.3b")
+    # no text encoder, so that only the denoiser and the VAE are loaded
+    sizes = replace(base, components={k: c for k, c in base.components.items() if k != "text_encoder"},
+                    text_encoder=None)
+    unsharded = replace(sizes, components={k: replace(c, largest_shard_bytes=0) for k, c in sizes.components.items()})
+    facts = DeviceFacts.gpu(24, 64)
+    with_shard = _by_name(evaluate_all(sizes, WAN_SHAPE, facts))
+    without = _by_name(evaluate_all(unsharded, WAN_SHAPE, facts))
+    transformer = sizes.components["transformer"]
+    shard = min(DEFAULT_SHARD_BYTES, transformer.nbytes(transformer.checkpoint_dtype))
+    assert shard == DEFAULT_SHARD_BYTES  # the 1.3B transformer is stored in fp32: 5.7 GB > one shard
+    # model offload loads the transformer into host RAM: loaded weights + one 5 GB shard
+    p = with_shard["model_offload"]
+    assert p.breakdown["load_shard_bytes"] == shard
+    assert p.stage_ram["denoise"] - without["model_offload"].stage_ram["denoise"] == shard
+    # resident loads the denoiser and the VAE straight onto the GPU: no shard in host RAM
+    assert with_shard["resident"].breakdown["load_shard_bytes"] == 0
+    assert with_shard["resident"].stage_ram == without["resident"].stage_ram
+    # ... and the RAM check sees it: a budget between the two predictions fits only without the shard
+    ram_gb = (without["model_offload"].predicted_peak_ram_bytes + shard / 2) * 1.05 / GB
+    assert _by_name(evaluate_all(unsharded, WAN_SHAPE, facts, ram_gb=ram_gb))["model_offload"].fits
+    assert not _by_name(evaluate_all(sizes, WAN_SHAPE, facts, ram_gb=ram_gb))["model_offload"].fits
+
+
+def test_pre_ampere_gpu_computes_in_fp16_and_counts_the_attention_matrix():
+    shape = JobShape(frames=33, height=480, width=832, steps=30)
+    sizes = profile_sizes("wan2.1-t2v-1.3b")
+    t4 = DeviceFacts.gpu(24, 64, name="Tesla T4", compute_capability=(7, 5))
+    ampere = DeviceFacts.gpu(24, 64, name="hypothetical Ampere", compute_capability=(8, 6))
+    old, new = _by_name(evaluate_all(sizes, shape, ampere)), _by_name(evaluate_all(sizes, shape, t4))
+    tokens = 9 * (480 // 16) * (832 // 16)  # 33 frames -> 9 latent frames, 8x VAE and 2x2 patches
+    heads = sizes.denoiser.num_heads
+    scores = 2 * tokens * tokens * heads * 2  # scores + softmax, every head, fp16; Wan runs cond/uncond apart
+    p = new["resident+te-gpu-release"]
+    assert p.breakdown["attention_scores_bytes"] == scores
+    assert old["resident+te-gpu-release"].breakdown["attention_scores_bytes"] == 0
+    # the denoise stage holds the attention activations plus the scores
+    assert p.stage_vram["denoise"] > old["resident+te-gpu-release"].stage_vram["denoise"] + scores * 0.9
+    assert p.components["transformer"].compute_dtype == "float16"
+    assert p.components["vae"].compute_dtype == "float32"  # Wan's fp32 VAE stays fp32
+    fp8 = new["group_stream+fp8+te-offload"]
+    assert fp8.components["transformer"].storage_dtype == "float8_e4m3fn"
+    assert fp8.components["transformer"].compute_dtype == "float16"  # fp8 storage upcasts to fp16
+    text = p.explain()
+    assert f"this GPU (sm_75) has no bf16/flash attention: fp16 compute, attention needs {scores / GB:.1f} GB" in text
+    assert "no N x N matrix" not in text
+    assert "has no bf16" not in old["resident+te-gpu-release"].explain()
+    assert p.to_dict()["device_note"].startswith("this GPU (sm_75)")

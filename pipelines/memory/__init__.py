@@ -3,7 +3,10 @@
 * ``sizes``    — component sizes from a profile, a local folder or a loaded pipeline
 * ``hub_sizes`` — component sizes of any hub repo from its safetensors headers (no weights downloaded)
 * ``device``   — ``DeviceFacts``: free VRAM / RAM and link speeds (detected or injected)
-* ``planner``  — ``plan_memory`` / ``plan_ladder``: the fastest plan that fits VRAM and RAM
+* ``costs``    — the cost model: job numbers, activation / decode / encoder peaks, seconds per pass,
+  each placement tier's bytes and transfer time
+* ``planner``  — ``plan_memory`` / ``plan_ladder``: ranks candidate plans built on ``costs``; the fastest
+  plan that fits VRAM and RAM
 * ``apply``    — ``apply_plan``: puts a plan in place with diffusers' own hooks
 * ``recovery`` — ``StageRunner``: on CUDA out-of-memory, steps down the ladder and retries a stage
 * ``peaks``    — ``measure_peaks``: allocated, reserved and device-used VRAM per stage, and the budget check

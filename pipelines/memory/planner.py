@@ -6,13 +6,7 @@ the denoiser (resident, model offload, group offload at block or leaf level with
 CUDA streams, sequential, a block split between GPU, RAM and disk), fp8 layerwise storage or
 not, where the text encoder runs and whether it is released, VAE tiling or decode chunk size —
 predicts for each the peak VRAM per stage (encode, denoise, decode), the peak host RAM and the
-seconds per step, and keeps those that fit both budgets.
-
-Speed model: a denoiser pass costs FLOPs / (spec TFLOPS x efficiency); offloading adds the
-transfer time that compute does not hide — with a CUDA stream, a block's copy overlaps the
-previous block's compute, so only max(0, copy - compute) per block shows; without one, every
-copy (in and back out) adds up. Host RAM counts what each placement keeps on the CPU, including
-pinned copies, which torch rounds up to a power of two per tensor.
+seconds per step from the cost model (``costs.py``), and keeps those that fit both budgets.
 
 * ``plan_memory`` returns the fastest fitting plan (fp8 storage pays a small quality
   penalty in the ranking, so it is used when it fits where bf16 does not, or is clearly faster);
@@ -30,26 +24,31 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import KinetographError
+from .costs import (  # noqa: F401  (re-exported: tests and bench import them from here)
+    TIERS,
+    JobShape,
+    PlannerSettings,
+    _attention_backend,
+    _Ctx,
+    _decode_peak,
+    _decode_seconds,
+    _denoiser_placement,
+    _encoder_activation,
+    _encoder_costs,
+    _Job,
+    _job_numbers,
+    _pass_seconds,
+    _Placement,
+    _storage_bytes,
+    has_bf16_flash,
+    shard_transient_bytes,
+    sizes_for_device,
+)
 from .device import GB, DeviceFacts
-from .sizes import DTYPE_BYTES, ComponentSize, DenoiserArch, ModelSizes, measure_folder, profile_sizes
+from .sizes import DenoiserArch, ModelSizes, measure_folder, profile_sizes
 
 STAGES = ("encode", "denoise", "decode")
 
-# Denoiser placement tiers, fastest (and hungriest) first.
-TIERS: dict[str, str] = {
-    "resident": "all weights resident on the GPU",
-    "model_offload": "whole components moved to the GPU while they run (model CPU offload)",
-    "group_stream": "block-level group offload; the next block is prefetched on a CUDA stream from "
-                    "pre-pinned host copies",
-    "group_stream_lowmem": "block-level group offload with stream prefetch; blocks are pinned on the fly "
-                           "(low_cpu_mem_usage) instead of keeping pinned copies",
-    "group_sync": "block-level group offload without streams: one block on the GPU, synchronous copies",
-    "leaf_stream": "leaf-level group offload (one layer at a time) with stream prefetch, pre-pinned",
-    "leaf_stream_lowmem": "leaf-level group offload with stream prefetch, pinned on the fly",
-    "sequential": "sequential CPU offload: every layer copied to the GPU when it runs (accelerate)",
-    "device_map": "accelerate device_map by whole blocks: as many as fit stay on the GPU, the rest in host "
-                  "RAM and, when RAM is short, in an offload folder on disk; copied in block by block",
-}
 MODE_ALIASES = {"gpu": "resident", "all_gpu": "resident", "model": "model_offload", "group": "group_stream",
                 "block": "group_stream", "lowmem": "group_stream_lowmem", "leaf": "leaf_stream",
                 "sync": "group_sync", "sequential_offload": "sequential", "disk": "device_map",
@@ -59,35 +58,6 @@ MODE_ALIASES = {"gpu": "resident", "all_gpu": "resident", "model": "model_offloa
 ENCODER_MODES = (("gpu", "keep_gpu"), ("gpu", "keep_cpu"), ("gpu", "release"), ("gpu_group", "keep_cpu"),
                  ("gpu_group", "release"), ("cpu", "keep_cpu"), ("cpu", "release"))
 
-
-@dataclass(frozen=True)
-class JobShape:
-    frames: int
-    height: int
-    width: int
-    cfg: bool = True
-    steps: int = 30
-    batch: int = 1
-
-    def describe(self) -> str:
-        cfg = "CFG" if self.cfg else "no CFG"
-        return f"{self.frames} frames at {self.width}x{self.height}, {cfg}, {self.steps} steps"
-
-
-@dataclass(frozen=True)
-class PlannerSettings:
-    """Assumptions that are not facts about the device. Printed with every plan."""
-
-    compute_efficiency: float = 0.5  # achieved fraction of spec TFLOPS in large matmuls/attention
-    vram_margin: float = 0.10  # a plan fits when predicted peak x (1 + margin) <= usable VRAM
-    ram_margin: float = 0.05
-    runtime_vram_bytes: int = 300_000_000  # cuBLAS workspaces, latents, embeddings, small buffers
-    runtime_ram_bytes: int = 2_000_000_000  # torch + CUDA libraries + Python, resident in host RAM
-    hook_overhead_s: float = 2.0e-4  # Python hook + stream bookkeeping per offloaded group per pass
-    fp8_quality_penalty: float = 1.10  # ranking: fp8 storage must be >10% faster to beat bf16
-    fp8_cast_overhead: float = 0.03  # upcasting fp8 weights to bf16 before each layer
-    tiled_decode_slowdown: float = 1.4  # tile overlap is decoded twice
-    flash3_attention_speedup: float = 1.3
 
 
 # ============================================================================ the plan
@@ -166,6 +136,7 @@ class MemoryPlan:
     assumptions: dict[str, Any] = field(default_factory=dict)
     breakdown: dict[str, float] = field(default_factory=dict)  # compute/transfer seconds per pass
     budget_from_user: bool = False  # the VRAM budget was given (--budget-gb): apply_plan enforces it
+    device_note: str = ""  # what the GPU lacks that changed the plan (pre-Ampere: no bf16 / flash attention)
 
     def for_remaining_stages(self, finished: tuple[str, ...] | list[str]) -> MemoryPlan:
         """The same plan with the components of finished stages parked on the CPU (not moved back to
@@ -212,7 +183,7 @@ class MemoryPlan:
             "text_encode_device": self.text_encode_device, "staged_load": self.staged_load,
             "load_kwargs": self.load_kwargs, "notes": list(self.notes), "rejected": list(self.rejected),
             "assumptions": dict(self.assumptions), "breakdown": dict(self.breakdown),
-            "budget_from_user": self.budget_from_user,
+            "budget_from_user": self.budget_from_user, "device_note": self.device_note,
         }
 
     def explain(self) -> str:
@@ -227,7 +198,9 @@ class MemoryPlan:
             lines.append(f"  vae: decodes {self.decode_chunk_size} frames at a time")
         lines.append(f"  attention: {self.attention_backend}"
                      + (" (PyTorch SDPA: flash / memory-efficient kernels, no N x N matrix)"
-                        if self.attention_backend == "native" else ""))
+                        if self.attention_backend == "native" and not self.device_note else ""))
+        if self.device_note:
+            lines.append(f"  {self.device_note}")
         if self.staged_load:
             lines.append("  loading: encoders first, released after encoding, then the denoiser and VAE")
         sv = ", ".join(f"{s} {self.stage_vram[s] / GB:.2f}" for s in STAGES)
@@ -250,82 +223,6 @@ class MemoryPlan:
         if a:
             lines.append("Assumptions: " + ", ".join(f"{k}={v}" for k, v in a.items()))
         return "\n".join(lines)
-
-
-# ====================================================================== job arithmetic
-@dataclass(frozen=True)
-class _Job:
-    """Shape-derived numbers shared by every candidate."""
-
-    latent_frames: int
-    latent_h: int
-    latent_w: int
-    tokens: int
-    batch_per_pass: int  # 2 when CFG is batched into one forward
-    passes_per_step: int  # 2 when CFG runs cond and uncond separately
-    flops_per_pass: float
-    attention_flops_per_pass: float
-    activation_bytes: int
-    latent_bytes: int
-
-
-def _job_numbers(sizes: ModelSizes, shape: JobShape) -> _Job:
-    den, vae = sizes.denoiser, sizes.vae
-    sr, tr = (vae.spatial_ratio, vae.temporal_ratio) if vae else (8, 4)
-    lf = (shape.frames - 1) // tr + 1 if tr > 1 else shape.frames
-    lh, lw = max(1, shape.height // sr), max(1, shape.width // sr)
-    pt, ph, pw = den.patch_size
-    tokens = max(1, math.ceil(lf / pt)) * max(1, math.ceil(lh / ph)) * max(1, math.ceil(lw / pw))
-    batched = shape.cfg and den.cfg_batched
-    batch = shape.batch * (2 if batched else 1)
-    passes = 2 if (shape.cfg and not den.cfg_batched) else 1
-    item = DTYPE_BYTES[sizes.compute_dtype]
-    if den.family == "unet":
-        voxels = batch * lf * lh * lw
-        act = den.unet_act_bytes_per_voxel * voxels * item / 2
-        flops = den.unet_flops_per_voxel * voxels * 1.2  # +20%: attention is not in the measured count
-        attn = flops * 0.2 / 1.2
-    else:
-        d, f, text = den.hidden_size, den.ffn_dim, den.text_len
-        per_token = max(den.act_attn_bytes_per_dim * d, den.act_ffn_bytes_per_dim * d + 4 * f)
-        act = batch * tokens * per_token * item / 2
-        linear = 2 * tokens * (6 * d * d + 2 * d * f) + 2 * 2 * d * d * text
-        attn = 4 * tokens * tokens * d + 4 * tokens * text * d
-        flops = batch * den.num_layers * (linear + attn)
-        attn = batch * den.num_layers * attn
-    channels = vae.latent_channels if vae else 16
-    latent_bytes = 4 * shape.batch * channels * lf * lh * lw * 4  # fp32 latents, noise, prediction, scratch
-    return _Job(lf, lh, lw, tokens, batch, passes, flops, attn, int(act), int(latent_bytes))
-
-
-def _decode_peak(sizes: ModelSizes, shape: JobShape, tiled: bool, chunk: int | None) -> int:
-    vae = sizes.vae
-    if vae is None:
-        return 0
-    item = DTYPE_BYTES[sizes.dtype_of("vae")]
-    scale = item / 2  # coefficients were measured in a 2-byte dtype
-    h, w, frames = shape.height, shape.width, shape.frames
-    out = frames * h * w * 3 * item * shape.batch
-    th, tw = (min(h, vae.tile[0]), min(w, vae.tile[1])) if tiled else (h, w)
-    if vae.decode == "framewise":
-        factor = vae.tiled_output_factor if tiled else 1.0
-        return int(vae.bytes_per_unit * th * tw * scale * shape.batch + factor * out)
-    if vae.decode == "volume":
-        if not tiled:
-            return int(vae.bytes_per_unit * frames * h * w * scale * shape.batch)
-        tf = min(frames, vae.tile_frames)
-        return int(vae.bytes_per_unit * tf * th * tw * scale * shape.batch + vae.tiled_output_factor * out)
-    chunk = min(chunk or vae.default_chunk, frames)
-    return int(vae.bytes_per_unit * chunk * th * tw * scale + out)
-
-
-def _encoder_activation(sizes: ModelSizes) -> int:
-    arch = sizes.text_encoder
-    if arch is None:
-        return 200_000_000 if sizes.by_role("image_encoder") else 0
-    n = arch.max_tokens
-    # hidden states + gated FFN in bf16, plus fp32 attention scores and the position bias
-    return int(n * (8 * arch.hidden_size + 8 * arch.ffn_dim) * 2 + arch.num_heads * n * n * 4 * 2)
 
 
 # ============================================================================ candidates
@@ -362,122 +259,6 @@ def _candidates(sizes: ModelSizes, tiers: list[str]) -> list[_Candidate]:
     return out
 
 
-def _storage_bytes(comp: ComponentSize, compute: str, fp8: bool) -> int:
-    """Bytes of a denoiser after layerwise casting (blocks in fp8, embeddings/norms stay in compute dtype)."""
-    if not fp8:
-        return comp.nbytes(compute)
-    return comp.num_blocks * comp.block_params + comp.non_block_params * DTYPE_BYTES[compute]
-
-
-@dataclass
-class _Placement:
-    """What one denoiser tier costs: memory per place and transfer time per pass."""
-
-    weights_vram: int  # denoiser weights on the GPU while denoising
-    resident_vram: int = 0  # denoiser weights that stay on the GPU in every stage
-    ram: int = 0  # denoiser bytes in host RAM in steady state
-    setup_ram: int = 0  # extra host RAM while offload hooks are set up (originals + pinned copies)
-    load_ram: int = 0  # denoiser bytes in host RAM while loading
-    exposed_s: float = 0.0  # transfer time per pass that compute does not hide
-    once_s: float = 0.0  # transfers paid once per job
-    block_transfer_s: float = 0.0
-    load_kwargs: dict[str, Any] = field(default_factory=dict)
-    split: tuple[int, int, int] | None = None  # device_map tier: blocks on GPU / in RAM / on disk
-
-
-@dataclass(frozen=True)
-class _Ctx:
-    """Numbers every tier needs, computed once per candidate."""
-
-    denoisers: list[ComponentSize]
-    compute: str
-    storage: str
-    fp8: bool
-    compute_s: float
-    facts: DeviceFacts
-    settings: PlannerSettings
-    # for the device_map tier: room left on the GPU / in RAM after everything else
-    vram_room: int
-    ram_room: int
-
-
-def _denoiser_placement(tier: str, ctx: _Ctx) -> _Placement:
-    facts, s = ctx.facts, ctx.settings
-    item = DTYPE_BYTES[ctx.compute]
-    big = max(ctx.denoisers, key=lambda c: c.params)
-    blocks = max(1, big.num_blocks)
-    block_b = big.block_params * DTYPE_BYTES[ctx.storage] if big.num_blocks \
-        else _storage_bytes(big, ctx.compute, ctx.fp8)
-    nonblock_b = big.non_block_params * item if big.num_blocks else 0
-    leaf_b = big.largest_leaf_params * DTYPE_BYTES[ctx.storage]
-    all_b = sum(_storage_bytes(c, ctx.compute, ctx.fp8) for c in ctx.denoisers)
-    load_b = sum(c.nbytes(ctx.compute) for c in ctx.denoisers)  # loaded in the compute dtype, cast afterwards
-    one_b = _storage_bytes(big, ctx.compute, ctx.fp8)
-    block_c = ctx.compute_s / blocks
-    h2d_p, h2d_u = facts.h2d_pinned_gbps * GB, facts.h2d_pageable_gbps * GB
-    d2h, pin, disk = facts.d2h_gbps * GB, facts.host_copy_gbps * GB, facts.disk_gbps * GB
-    ratio = big.pinned_ratio(ctx.storage)
-    per_block_leaves = sum(c for n, c in big.block_tensors if n >= 1 << 16) if big.block_tensors else 12
-    leaves = blocks * max(4, per_block_leaves)
-    hooks = s.hook_overhead_s
-    upcast = big.largest_leaf_params * item if ctx.fp8 else 0  # one layer upcast to bf16 at a time
-    blocks_all = sum(c.num_blocks * c.block_params for c in ctx.denoisers) * DTYPE_BYTES[ctx.storage]
-    nonblock_all = sum(c.non_block_params for c in ctx.denoisers) * item
-
-    if tier == "resident":
-        # Loaded straight onto the GPU (device_map="cuda"): the weights never sit in host RAM.
-        return _Placement(all_b + upcast, resident_vram=all_b + upcast, once_s=0.0,
-                          load_kwargs={"device_map": "cuda"})
-    if tier == "model_offload":
-        return _Placement(one_b + upcast, ram=all_b, load_ram=load_b, once_s=2 * all_b / h2d_u)
-    if tier in ("group_stream", "group_stream_lowmem"):
-        t = block_b / h2d_p
-        p = _Placement(nonblock_b + 3 * block_b + upcast, load_ram=load_b, block_transfer_s=t)
-        if tier == "group_stream":
-            # pinned copies replace the pageable weights, but both exist until the first forward
-            p.ram, p.setup_ram = int(blocks_all * ratio) + nonblock_all, all_b
-            p.exposed_s = blocks * max(0.0, t - block_c)
-        else:
-            p.ram = all_b + int(3 * block_b * ratio)
-            p.exposed_s = blocks * max(0.0, block_b / pin + t - block_c)  # pinning is a host copy first
-        p.exposed_s += nonblock_b / h2d_u + blocks * hooks  # the non-block group moves synchronously
-        return p
-    if tier == "group_sync":
-        t = block_b / h2d_u + block_b / d2h  # without streams each block is copied in and back out
-        return _Placement(nonblock_b + block_b + upcast, ram=all_b, load_ram=load_b, block_transfer_s=t,
-                          exposed_s=blocks * (t + hooks) + nonblock_b * (1 / h2d_u + 1 / d2h))
-    if tier in ("leaf_stream", "leaf_stream_lowmem"):
-        t = block_b / h2d_p
-        p = _Placement(3 * leaf_b + upcast, load_ram=load_b, block_transfer_s=t)
-        if tier == "leaf_stream":
-            p.ram, p.setup_ram = int(all_b * ratio), all_b
-            p.exposed_s = blocks * max(0.0, t - block_c)
-        else:
-            p.ram = all_b + int(3 * leaf_b * ratio)
-            p.exposed_s = blocks * max(0.0, block_b / pin + t - block_c)
-        p.exposed_s += nonblock_b / h2d_p + leaves * hooks
-        return p
-    if tier == "sequential":
-        return _Placement(leaf_b + upcast, ram=all_b, load_ram=load_b, block_transfer_s=block_b / h2d_u,
-                          exposed_s=one_b / h2d_u + leaves * hooks * 1.5)
-    if tier == "device_map":
-        # accelerate places whole blocks: as many as fit stay on the GPU, then RAM, then disk.
-        in_flight = nonblock_b + block_b
-        n = blocks * len(ctx.denoisers)
-        n_gpu = int(max(0, min(n, (ctx.vram_room - in_flight) // max(1, block_b))))
-        n_cpu = int(max(0, min(n - n_gpu, ctx.ram_room // max(1, block_b))))
-        n_disk = n - n_gpu - n_cpu
-        streamed = (n_cpu * block_b / h2d_u + n_disk * block_b / disk) / len(ctx.denoisers)
-        return _Placement(in_flight + n_gpu * block_b, resident_vram=in_flight + n_gpu * block_b,
-                          ram=n_cpu * block_b, load_ram=n_cpu * block_b,
-                          block_transfer_s=block_b / (disk if n_disk else h2d_u),
-                          exposed_s=streamed + (n - n_gpu) / len(ctx.denoisers) * hooks * 4,
-                          load_kwargs={"device_map": "blocks", "gpu_blocks": n_gpu, "cpu_blocks": n_cpu,
-                                       "disk_blocks": n_disk},
-                          split=(n_gpu, n_cpu, n_disk))
-    raise KinetographError(f"Unknown memory mode {tier!r}. Known modes: {', '.join(TIERS)}.")
-
-
 def _evaluate(sizes: ModelSizes, shape: JobShape, facts: DeviceFacts, settings: PlannerSettings, job: _Job,
               cand: _Candidate, vram_budget: int, ram_budget: int) -> MemoryPlan | None:
     s = settings
@@ -488,43 +269,32 @@ def _evaluate(sizes: ModelSizes, shape: JobShape, facts: DeviceFacts, settings: 
     denoisers = sizes.by_role("denoiser")
     encoders = sizes.by_role("text_encoder") + sizes.by_role("image_encoder")
     vae_bytes = sizes.component_bytes("vae") if "vae" in sizes.components else 0
-    other_bytes = sum(sizes.component_bytes(c.name) for c in sizes.components.values() if c.role == "other")
+    others = [c for c in sizes.components.values() if c.role == "other"]
+    other_bytes = sum(sizes.component_bytes(c.name) for c in others)
     rt, r0 = s.runtime_vram_bytes, s.runtime_ram_bytes
-    h2d_u, d2h = facts.h2d_pageable_gbps * GB, facts.d2h_gbps * GB
 
     # ---- compute time of one denoiser pass (all weights resident)
-    tflops = facts.gpu_tflops * 1e12 * s.compute_efficiency
-    attn_speedup = s.flash3_attention_speedup if _attention_backend(facts) == "_flash_3" else 1.0
-    ref_compute_s = (job.flops_per_pass - job.attention_flops_per_pass) / tflops \
-        + job.attention_flops_per_pass / tflops / attn_speedup
-    compute_s = ref_compute_s * (1 + s.fp8_cast_overhead if cand.fp8 else 1.0)
+    ref_compute_s, compute_s = _pass_seconds(job, facts, s, cand.fp8)
 
     # ---- encoders (text and image): where they run and what happens after
     enc_b = sum(sizes.component_bytes(c.name) for c in encoders)
     enc_act = _encoder_activation(sizes) if encoders else 0
-    prompts = 2 if shape.cfg else 1
-    tokens = sizes.text_encoder.max_tokens if sizes.text_encoder else 77
-    enc_flops = sum(2 * c.params * (tokens if c.role == "text_encoder" else 257) * prompts for c in encoders)
-    enc_vram, enc_s = 0, 0.0
-    if cand.encoder_device == "gpu":
-        enc_vram = enc_b + enc_act
-        enc_s = enc_flops / tflops + enc_b / h2d_u + (enc_b / d2h if cand.encoder_after == "keep_cpu" else 0)
-    elif cand.encoder_device == "gpu_group":
-        # leaf-level group offload: the largest layer (often the token embedding) plus the next one
-        enc_vram = max((c.largest_leaf_params + c.block_params // 4) * DTYPE_BYTES[sizes.dtype_of(c.name)]
-                       for c in encoders) + enc_act
-        enc_s = enc_flops / tflops + prompts * enc_b * (1 / h2d_u + 1 / d2h)
-    elif cand.encoder_device == "cpu":
-        enc_s = enc_flops / (facts.cpu_tflops * 1e12)
+    enc_vram, enc_s = _encoder_costs(sizes, shape, facts, s, cand.encoder_device, cand.encoder_after)
     enc_keep_vram = enc_b if cand.encoder_after == "keep_gpu" else 0
     enc_keep_ram = enc_b if cand.encoder_after == "keep_cpu" else 0
     staged = cand.encoder_after == "release" and bool(encoders)
 
+    # ---- loading: one checkpoint shard sits in host RAM beside the weights already loaded, for every
+    # component loaded through host RAM (the resident tier loads the denoiser and VAE straight onto the
+    # GPU; the device_map tier places the denoiser's blocks where they go, disk included)
+    vae_via_ram = [sizes.components["vae"]] if "vae" in sizes.components and not resident else []
+    enc_shard = shard_transient_bytes(encoders)
+    rest_shard = shard_transient_bytes(vae_via_ram + others)
+    den_shard = shard_transient_bytes(denoisers) if tier not in ("resident", "device_map") else 0
+
     # ---- decode
     decode_peak = _decode_peak(sizes, shape, cand.vae_tiling, cand.decode_chunk)
-    voxels = shape.frames * shape.height * shape.width * shape.batch
-    decode_s = (sizes.vae.decode_flops_per_voxel * voxels / tflops if sizes.vae else 0.0) \
-        * (s.tiled_decode_slowdown if cand.vae_tiling else 1.0)
+    decode_s = _decode_seconds(sizes, shape, facts, s, cand.vae_tiling)
 
     # ---- the denoiser's placement (device_map fills whatever room the other stages leave)
     vae_vram_always = vae_bytes if resident else 0
@@ -532,7 +302,8 @@ def _evaluate(sizes: ModelSizes, shape: JobShape, facts: DeviceFacts, settings: 
                 rt + vae_bytes + decode_peak + job.latent_bytes) + enc_keep_vram
     vram_room = int(vram_budget / (1 + s.vram_margin)) - needs
     ram_room = int(ram_budget / (1 + s.ram_margin)) - (r0 + vae_bytes + other_bytes + enc_keep_ram
-                                                      + (0 if staged else enc_b))
+                                                      + (0 if staged else enc_b)
+                                                      + max(rest_shard, 0 if staged else enc_shard))
     ctx = _Ctx(denoisers, compute, storage, cand.fp8, compute_s, facts, s, vram_room, ram_room)
     place = _denoiser_placement(tier, ctx)
     if place.split is not None and place.split[0] == sum(c.num_blocks for c in denoisers):
@@ -552,10 +323,11 @@ def _evaluate(sizes: ModelSizes, shape: JobShape, facts: DeviceFacts, settings: 
     # ---- host RAM per stage (loading counts: everything loaded into RAM sits there at once)
     vae_ram = 0 if resident else vae_bytes  # resident components load straight onto the GPU
     if staged:
-        load_enc = r0 + enc_b
-        load_rest = r0 + place.load_ram + vae_ram + other_bytes
+        load_enc = r0 + enc_b + enc_shard
+        load_rest = r0 + place.load_ram + vae_ram + other_bytes + max(rest_shard, den_shard)
     else:
-        load_enc = load_rest = r0 + enc_b + place.load_ram + vae_ram + other_bytes
+        load_enc = load_rest = r0 + enc_b + place.load_ram + vae_ram + other_bytes \
+            + max(enc_shard, rest_shard, den_shard)
     enc_running_ram = enc_b + enc_act if cand.encoder_device == "cpu" else \
         (enc_b if cand.encoder_device == "gpu_group" else 0)
     steady = r0 + vae_ram + other_bytes + enc_keep_ram + place.ram
@@ -596,7 +368,8 @@ def _evaluate(sizes: ModelSizes, shape: JobShape, facts: DeviceFacts, settings: 
                  "activation_bytes": job.activation_bytes, "tokens": job.tokens,
                  "block_transfer_s": place.block_transfer_s,
                  "block_compute_s": compute_s / max(1, big.num_blocks), "encode_s": enc_s, "decode_s": decode_s,
-                 "once_s": place.once_s}
+                 "once_s": place.once_s, "attention_scores_bytes": job.attention_scores_bytes,
+                 "load_shard_bytes": max(enc_shard, rest_shard, den_shard)}
     name = _plan_name(tier, cand, place.split)
     return MemoryPlan(
         name=name, tier=tier, fp8=cand.fp8, components=components, vae_tiling=cand.vae_tiling,
@@ -608,7 +381,18 @@ def _evaluate(sizes: ModelSizes, shape: JobShape, facts: DeviceFacts, settings: 
         seconds_per_step=step_s, reference_seconds_per_step=ref_step_s, job_seconds=job_s, score=score,
         fits=fits, vram_budget_bytes=int(vram_budget), ram_budget_bytes=int(ram_budget), model=sizes.name,
         shape=shape, device=facts.name, notes=notes, assumptions=_assumptions(facts, settings),
-        breakdown=breakdown)
+        breakdown=breakdown, device_note=_device_note(facts, sizes, job))
+
+
+def _device_note(facts: DeviceFacts, sizes: ModelSizes, job: _Job) -> str:
+    """Says what a pre-Ampere GPU changes: the compute dtype and the attention matrix it must hold."""
+    if has_bf16_flash(facts):
+        return ""
+    major, minor = facts.compute_capability or (0, 0)
+    dtype = {"float16": "fp16", "float32": "fp32", "bfloat16": "bf16"}.get(sizes.compute_dtype, sizes.compute_dtype)
+    return (f"this GPU (sm_{major}{minor}) has no bf16/flash attention: {dtype} compute, attention needs "
+            f"{job.attention_scores_bytes / GB:.1f} GB (the N x N scores of every head, counted in the denoise "
+            f"stage)")
 
 
 def _plan_name(tier: str, cand: _Candidate, split: tuple[int, int, int] | None) -> str:
@@ -657,9 +441,6 @@ def _component_plans(sizes: ModelSizes, cand: _Candidate, tier: str, storage: st
     return plans
 
 
-def _attention_backend(facts: DeviceFacts) -> str:
-    return "_flash_3" if "_flash_3" in facts.attention_backends else "native"
-
 
 def _assumptions(facts: DeviceFacts, s: PlannerSettings) -> dict[str, Any]:
     return {
@@ -682,8 +463,9 @@ def _cpu_plan(sizes: ModelSizes, shape: JobShape, facts: DeviceFacts, settings: 
     step = job.passes_per_step * job.flops_per_pass / cpu
     weights = sizes.total_bytes
     decode = _decode_peak(sizes, shape, False, None)
-    r0 = settings.runtime_ram_bytes
-    stage_ram = {"encode": r0 + weights + _encoder_activation(sizes),
+    r0 = settings.cpu_runtime_ram_bytes
+    load = r0 + weights + shard_transient_bytes(list(sizes.components.values()))  # from_pretrained reads a shard
+    stage_ram = {"encode": max(load, r0 + weights + _encoder_activation(sizes)),
                  "denoise": r0 + weights + job.activation_bytes + job.latent_bytes,
                  "decode": r0 + weights + decode}
     comps = {c.name: ComponentPlan(c.name, c.role, "cpu", sizes.dtype_of(c.name), ram_bytes=sizes.component_bytes(c.name))
@@ -698,7 +480,8 @@ def _cpu_plan(sizes: ModelSizes, shape: JobShape, facts: DeviceFacts, settings: 
         fits=peak_ram * (1 + settings.ram_margin) <= ram_budget, vram_budget_bytes=0, ram_budget_bytes=ram_budget,
         model=sizes.name, shape=shape, device=facts.name,
         notes=["no CUDA device: the whole pipeline runs on the CPU (slow; fine for tiny models)"],
-        assumptions=_assumptions(facts, settings), breakdown={"compute_s": step / job.passes_per_step})
+        assumptions={**_assumptions(facts, settings), "runtime_ram_gb": r0 / GB},
+        breakdown={"compute_s": step / job.passes_per_step})
 
 
 # ============================================================================ public API
@@ -739,7 +522,8 @@ def evaluate_all(sizes: ModelSizes, shape: JobShape, facts: DeviceFacts, budget_
     settings = settings or PlannerSettings()
     _check_shape(shape)
     vram_budget, ram_budget = _budgets(facts, budget_gb, ram_gb)
-    job = _job_numbers(sizes, shape)
+    sizes = sizes_for_device(sizes, facts)  # pre-Ampere: fp16 compute instead of bf16
+    job = _job_numbers(sizes, shape, flash=has_bf16_flash(facts))
     plans = [p for c in _candidates(sizes, _tiers_for(mode))
              if (p := _evaluate(sizes, shape, facts, settings, job, c, vram_budget, ram_budget)) is not None]
     plans.sort(key=lambda p: (p.score, p.predicted_peak_vram_bytes))
