@@ -44,7 +44,7 @@ class TerminalProgress:
             self.close()
             self.stage = event.stage
             self.bar = tqdm(total=event.total, desc=f"{event.stage:>11}", unit="step" if event.stage == "denoise" else "",
-                            leave=event.stage in ("denoise", "interpolate"), file=sys.stderr, dynamic_ncols=True)
+                            leave=event.stage in ("denoise", "interpolate", "segment"), file=sys.stderr, dynamic_ncols=True)
         self.bar.n = event.done
         self.bar.refresh()
 
@@ -101,8 +101,21 @@ PREVIEW_EVERY = 1  # denoising steps between previews written by --preview-dir
 
 # --------------------------------------------------------------------- commands
 def cmd_generate(args: argparse.Namespace) -> int:
-    from pipelines.jobs import GenerateJob
+    from pipelines.jobs import ExtendJob, GenerateJob
 
+    if args.task == "long":  # a long video from a prompt or a timeline: the extension task from nothing
+        if args.image or args.last_image or args.frames is not None or args.transformer:
+            raise KinetographError("--task long takes --seconds, --prompt or --timeline, and no --image, --last-image, "
+                                   "--frames or --transformer.")
+        job = ExtendJob(input=None, model=args.model, seconds=args.seconds or 0.0, prompt=args.prompt or "",
+                        negative_prompt=args.negative_prompt, timeline=_read_timeline(args.timeline),
+                        segment_frames=args.segment_frames, steps=args.steps, guidance=args.guidance, seed=args.seed,
+                        width=args.width, height=args.height, fps=args.fps, out=args.out, name=args.name)
+        run_job(job, args, output_dir=args.output_dir, overwrite=args.overwrite, budget_gb=args.budget_gb,
+                ram_gb=args.ram_gb, memory_mode=args.memory_mode)
+        return 0
+    if args.timeline or args.segment_frames is not None:
+        raise KinetographError("--timeline and --segment-frames belong to --task long (or the extend command).")
     job = GenerateJob(task=args.task, model=args.model, prompt=args.prompt or "",
                       negative_prompt=args.negative_prompt, image=args.image, last_image=args.last_image,
                       frames=args.frames, seconds=args.seconds, fps=args.fps, width=args.width, height=args.height,
@@ -110,6 +123,34 @@ def cmd_generate(args: argparse.Namespace) -> int:
                       transformer=args.transformer)
     run_job(job, args, preview_dir=args.preview_dir, output_dir=args.output_dir, overwrite=args.overwrite,
             budget_gb=args.budget_gb, ram_gb=args.ram_gb, memory_mode=args.memory_mode)
+    return 0
+
+
+def _read_timeline(path: str | None):
+    """The cues of a --timeline file (see pipelines/extension/timeline.py for the format)."""
+    if path is None:
+        return None
+    from pipelines.extension.timeline import parse_timeline
+
+    file = Path(path)
+    if not file.is_file():
+        raise KinetographError(f"--timeline {path}: no such file. Write one cue a line, e.g. '0-5: a fox wakes'.")
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise KinetographError(f"--timeline {path} cannot be read as UTF-8 text ({exc}).") from None
+    return tuple(cue.to_list() for cue in parse_timeline(text, f"--timeline {path}"))
+
+
+def cmd_extend(args: argparse.Namespace) -> int:
+    from pipelines.jobs import ExtendJob
+
+    job = ExtendJob(input=args.input, model=args.model, seconds=args.seconds, prompt=args.prompt or "",
+                    negative_prompt=args.negative_prompt, timeline=_read_timeline(args.timeline),
+                    segment_frames=args.segment_frames, context_frames=args.context_frames, overlap=args.overlap,
+                    anchor=args.anchor, steps=args.steps, guidance=args.guidance, seed=args.seed, out=args.out)
+    run_job(job, args, overwrite=args.overwrite, budget_gb=args.budget_gb, ram_gb=args.ram_gb,
+            memory_mode=args.memory_mode)
     return 0
 
 
@@ -194,7 +235,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command")
 
     gen = sub.add_parser("generate", help="make a video from a prompt, a start image, or first+last frames")
-    gen.add_argument("--task", choices=list(TASKS), default="t2v")
+    gen.add_argument("--task", choices=[*TASKS, "long"], default="t2v",
+                     help="t2v, i2v, keyframes, or long: a video of --seconds made segment by segment (--timeline)")
+    gen.add_argument("--timeline", help="long: a file of prompt cues, one a line: '0-5: a fox wakes' ('[cut] 12: ...' "
+                                        "starts a new shot)")
+    gen.add_argument("--segment-frames", type=int, help="long: frames per generation (default: the model's length)")
     gen.add_argument("--model", default="tiny-ltx", help="preset (see `models`), hub repo id, or local folder")
     gen.add_argument("--transformer", help="single-file .safetensors transformer to use instead of the model's own")
     gen.add_argument("--prompt", default="")
@@ -265,6 +310,32 @@ def build_parser() -> argparse.ArgumentParser:
     interp.add_argument("--out", help="output .mp4 (default: next to the input)")
     interp.add_argument("--quiet", action="store_true")
     interp.set_defaults(func=cmd_interpolate)
+
+    ext = sub.add_parser("extend", help="continue a video by --seconds, segment by segment (resumes after a crash)")
+    ext.add_argument("input", help="the video to continue (a Kinetograph output or your own)")
+    ext.add_argument("--model", required=True, help="a model that can continue a video: ltx-video, wan2.1-14b, "
+                                                    "wan2.1-t2v-1.3b (VACE), tiny-ltx / tiny-wan (noise, smoke tests)")
+    ext.add_argument("--seconds", type=float, required=True, help="how much longer the video gets")
+    ext.add_argument("--prompt", help="what happens next (or --timeline)")
+    ext.add_argument("--timeline", help="a file of prompt cues, seconds into the new part: '0-5: it runs; [cut] 8: ...'")
+    ext.add_argument("--negative-prompt", default=None)
+    ext.add_argument("--segment-frames", type=int, help="frames per generation (default: the model's length)")
+    ext.add_argument("--context-frames", type=int, help="frames of what exists each segment continues from "
+                                                        "(default: the model's)")
+    ext.add_argument("--overlap", type=int, help="of those, how many are crossfaded with the new frames")
+    ext.add_argument("--anchor", type=float, default=1.0, help="colour anchoring to the frames the video continues "
+                                                               "from, 0 (off) to 1 (default)")
+    ext.add_argument("--steps", type=int)
+    ext.add_argument("--guidance", type=float)
+    ext.add_argument("--seed", type=int, help="segment i uses seed + i (default: one derived from the job)")
+    ext.add_argument("--out", help="output .mp4 (default: <input>-extended.mp4 beside the input)")
+    ext.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    ext.add_argument("--budget-gb", type=float, help="GPU memory to stay within")
+    ext.add_argument("--ram-gb", type=float, help="host RAM to stay within")
+    ext.add_argument("--memory-mode", help="force a memory mode (see `plan`)")
+    ext.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    ext.add_argument("--quiet", action="store_true", help="no progress bar")
+    ext.set_defaults(func=cmd_extend)
 
     rerun = sub.add_parser("rerun", help="make an output again from the job it carries (same seed, same frames)")
     rerun.add_argument("output", help="a Kinetograph output (.mp4, or its .json sidecar)")

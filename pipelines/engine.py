@@ -58,11 +58,15 @@ def run(job, events: Events | Callable[..., Any] | None = None, cancel: CancelTo
     kind = job_kind(job)
     job.check()
     cancel.raise_if_cancelled()
+    memory = MemoryOptions(budget_gb=budget_gb, ram_gb=ram_gb, mode=memory_mode, device_facts=device_facts)
     if kind == "generate":
         from .tasks.generate import generate
 
-        memory = MemoryOptions(budget_gb=budget_gb, ram_gb=ram_gb, mode=memory_mode, device_facts=device_facts)
         return generate(job, events, cancel, manager, output_dir=output_dir, overwrite=overwrite, memory=memory)
+    if kind == "extend":
+        from .tasks.extend import extend
+
+        return extend(job, events, cancel, manager, output_dir=output_dir, overwrite=overwrite, memory=memory)
     from .tasks.interpolate import interpolate
 
     return interpolate(job, events, cancel, manager, overwrite=overwrite, device_facts=device_facts)

@@ -110,7 +110,112 @@ class InterpolateJob:
         return cls(**_known_fields(cls, data))
 
 
-JOB_KINDS: dict[str, type] = {"generate": JobSpec, "interpolate": InterpolateJob}
+MAX_EXTEND_SECONDS = 3600.0  # an hour of video in one job: beyond it a job is a typo
+
+
+@dataclass(frozen=True)
+class ExtendJob:
+    """Extend ``input`` (a video file) by ``seconds``, or (``input`` None) make a long video of
+    ``seconds`` from a prompt or a ``timeline``, segment by segment.
+
+    Each segment continues from the last ``context_frames`` of what exists (None: the family's
+    default), its first ``overlap`` frames crossfaded with the frames they repeat; its colours are
+    anchored to the reference frames with ``anchor`` strength (0: off). ``segment_frames``: frames
+    per generation (None: the family's default length). ``timeline``: ``(start_s, prompt, new_shot)``
+    cues; each segment takes the prompt active where it starts. ``seed``: segment i uses seed + i.
+    ``width``/``height``/``fps`` apply to a video made from nothing (an input keeps its own).
+    """
+
+    input: str | None = None
+    model: str = "tiny-ltx"
+    seconds: float = 0.0
+    prompt: str = ""
+    negative_prompt: str | None = None
+    timeline: tuple | None = None
+    segment_frames: int | None = None
+    context_frames: int | None = None
+    overlap: int | None = None
+    anchor: float = 1.0
+    steps: int | None = None
+    guidance: float | None = None
+    seed: int | None = None
+    width: int | None = None
+    height: int | None = None
+    fps: float | None = None
+    out: str | None = None
+    name: str | None = None
+
+    kind = "extend"
+
+    def __post_init__(self) -> None:
+        # 3 and 3.0 seconds are one job (its key finds the segments of a crashed run).
+        for name in ("seconds", "anchor", "guidance", "fps"):
+            value = getattr(self, name)
+            if isinstance(value, int) and not isinstance(value, bool):
+                object.__setattr__(self, name, float(value))
+
+    def check(self) -> ExtendJob:
+        from .extension.timeline import check_timeline
+        from .jobspec import MAX_FPS, MAX_FRAMES, MAX_SIDE
+
+        if self.input is not None and not str(self.input).strip():
+            raise KinetographError("Extension needs an input video: give the path of a video file.")
+        if not self.model or not str(self.model).strip():
+            raise KinetographError("No model given: pass --model (a preset such as tiny-ltx or ltx-video, a hub repo "
+                                   "id or a local folder; see `python app.py models`).")
+        finite(self.seconds, "seconds")
+        if not 0 < self.seconds <= MAX_EXTEND_SECONDS:
+            raise KinetographError(f"--seconds {self.seconds:g} is out of range: use more than 0 and at most "
+                                   f"{MAX_EXTEND_SECONDS:g}.")
+        if self.timeline is not None:
+            check_timeline(self.timeline, "--timeline")
+        elif not isinstance(self.prompt, str) or not self.prompt.strip():
+            raise KinetographError("Extension needs a prompt (--prompt \"what happens next\") or a --timeline FILE.")
+        if self.segment_frames is not None:
+            _check_int("segment frames", self.segment_frames, 2, MAX_FRAMES)
+        if self.context_frames is not None:
+            _check_int("context frames", self.context_frames, 1, MAX_FRAMES)
+        if self.overlap is not None:
+            _check_int("overlap", self.overlap, 0, MAX_FRAMES)
+        finite(self.anchor, "anchor")
+        if not 0.0 <= self.anchor <= 1.0:
+            raise KinetographError(f"--anchor {self.anchor:g} is out of range: use 0 (off) to 1 (full colour anchoring).")
+        if self.steps is not None:
+            _check_int("steps", self.steps, 1, MAX_STEPS)
+        if self.guidance is not None:
+            finite(self.guidance, "guidance")
+            if not 0.0 <= self.guidance <= 50.0:
+                raise KinetographError(f"Guidance {self.guidance} is out of range: use 0 to 50.")
+        if self.seed is not None:
+            _check_int("seed", self.seed, 0, MAX_SEED)
+        for side in ("width", "height"):
+            if getattr(self, side) is not None:
+                _check_int(side, getattr(self, side), 16, MAX_SIDE)
+        if self.fps is not None:
+            finite(self.fps, "fps")
+            if not 0 < self.fps <= MAX_FPS:
+                raise KinetographError(f"fps {self.fps} is out of range: use a value above 0 and at most {MAX_FPS:g}.")
+        if self.input is not None and any(v is not None for v in (self.width, self.height, self.fps)):
+            raise KinetographError("--width, --height and --fps are for a video made from a prompt; an extension keeps "
+                                   "its input's size and frame rate.")
+        if self.out is not None and not str(self.out).lower().endswith(".mp4"):
+            raise KinetographError(f"Output {self.out} must end in .mp4 (Kinetograph writes H.264 mp4).")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["timeline"] = [list(c) for c in self.timeline] if self.timeline is not None else None
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ExtendJob:
+        values = _known_fields(cls, data)
+        if values.get("timeline") is not None:
+            values["timeline"] = tuple(tuple(c) for c in values["timeline"])
+        return cls(**values)
+
+
+JOB_KINDS: dict[str, type] = {"generate": JobSpec, "interpolate": InterpolateJob, "extend": ExtendJob}
 
 
 def job_kind(job) -> str:

@@ -16,6 +16,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..errors import KinetographError
+
 if TYPE_CHECKING:  # jobspec imports the registry: no import cycle at run time
     from ..jobspec import JobSpec
 
@@ -100,6 +102,14 @@ class FamilyAdapter:
         if "last_image" in images:
             inputs["last_image"] = images["last_image"]
         return inputs
+
+    def continuation_inputs(self, pipe, job: JobSpec, context: list[Any]) -> dict[str, Any]:
+        """Inputs that make ``job.task``'s pipeline continue a video whose last frames are ``context``
+        (PIL images at the job's size, oldest first): the generation's first ``len(context)`` frames
+        repeat them. Default: image to video from the last frame (``context`` is that one frame)."""
+        if job.task == "i2v":
+            return {"image": context[-1]}
+        raise KinetographError(f"The {job.task!r} pipeline of this family cannot continue a video.")
 
     def call_kwargs(self, job: JobSpec) -> dict[str, Any]:
         """The job's shape and sampling settings in the pipeline's own argument names."""
@@ -215,6 +225,12 @@ class ModelFamily:
     # Latent previews: C x 3 factors and an RGB bias (ComfyUI comfy/latent_formats.py).
     latent_rgb_factors: tuple[tuple[float, float, float], ...] | None = None
     latent_rgb_bias: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    # Long-video extension: the tasks whose pipeline can continue a video, in order of preference
+    # (the first the model has is used; see FamilyAdapter.continuation_inputs), the frames of what
+    # exists each segment is conditioned on, and how many of those are crossfaded with the new ones.
+    continue_with: tuple[str, ...] = ()
+    extend_context: int = 1
+    extend_overlap: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "adapter", self.adapter.with_latent_rgb(self.latent_rgb_factors,

@@ -28,6 +28,15 @@ class LTXAdapter(FamilyAdapter):
         return {"conditions": [LTXVideoCondition(image=images["image"], frame_index=0),
                                LTXVideoCondition(image=images["last_image"], frame_index=job.frames - 1)]}
 
+    def continuation_inputs(self, pipe, job, context):
+        if job.task != "keyframes":
+            return super().continuation_inputs(pipe, job, context)
+        from diffusers.pipelines.ltx.pipeline_ltx_condition import LTXVideoCondition
+
+        # The condition pipeline encodes the context frames as a video at frame 0 (a pixel round trip
+        # through the VAE: its call takes no latents of an earlier generation to carry over).
+        return {"conditions": [LTXVideoCondition(video=list(context), frame_index=0)]}
+
     def call_kwargs(self, job):
         # LTX scales its rotary positions by the frame rate.
         return {**super().call_kwargs(job), "frame_rate": int(round(job.fps))}
@@ -272,6 +281,9 @@ FAMILY = ModelFamily(
     id="ltx",
     label="LTX-Video 0.9.x",
     adapter=LTXAdapter(),
+    continue_with=("keyframes", "i2v"),  # the condition pipeline takes a video at frame 0
+    extend_context=9,  # 8k+1 frames: two latent frames of what exists
+    extend_overlap=4,
     pipelines={
         "t2v": "LTXPipeline",
         "i2v": "LTXImageToVideoPipeline",

@@ -129,6 +129,7 @@ FAMILY = ModelFamily(
     id="svd",
     label="Stable Video Diffusion",
     adapter=SVDAdapter(),
+    continue_with=("i2v",),
     pipelines={"i2v": "StableVideoDiffusionPipeline"},
     frame_multiple=1,
     size_multiple=8,

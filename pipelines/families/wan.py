@@ -61,6 +61,19 @@ class WanAdapter(FamilyAdapter):
                 "--image and --last-image, or an image-to-video checkpoint for a start frame alone."
             )
 
+    def continuation_inputs(self, pipe, job, context):
+        if job.task != "vace":
+            return super().continuation_inputs(pipe, job, context)
+        from PIL import Image
+
+        # VACE: the known frames, then grey frames to generate; the mask is black where a frame is kept.
+        # (Pixels, re-encoded by VACE's own VAE pass: its call takes no latents of the last segment.)
+        size = context[0].size
+        grey, keep, make = (Image.new("RGB", size, (128, 128, 128)), Image.new("L", size, 0),
+                            Image.new("L", size, 255))
+        rest = job.frames - len(context)
+        return {"video": list(context) + [grey] * rest, "mask": [keep] * len(context) + [make] * rest}
+
     @_inference
     def decode(self, pipe, latents, job, generator, chunk=None):
         import torch
@@ -254,6 +267,9 @@ FAMILY = ModelFamily(
     id="wan",
     label="Wan 2.1 / 2.2",
     adapter=WanAdapter(),
+    continue_with=("vace", "i2v"),  # VACE keeps known frames by mask; else I2V from the last frame
+    extend_context=5,  # 4k+1 frames: two latent frames
+    extend_overlap=2,
     pipelines={
         "t2v": "WanPipeline",
         "i2v": "WanImageToVideoPipeline",

@@ -152,8 +152,9 @@ def generate_frames(job: JobSpec, images: dict[str, Any] | None = None, events: 
 
 
 def _frames(job: JobSpec, images: dict[str, Any] | None, events: Events, cancel: CancelToken, manager: ModelManager,
-            memory: MemoryOptions, encoded_prompt: EncodedPrompt | None) -> GeneratedFrames:
-    """``generate_frames`` for a job already checked."""
+            memory: MemoryOptions, encoded_prompt: EncodedPrompt | None, continuation=None) -> GeneratedFrames:
+    """``generate_frames`` for a job already checked. ``continuation``: RGB uint8 frames (the last of a
+    video) that the generation continues from (``FamilyAdapter.continuation_inputs``; extension)."""
     import torch
 
     # ---- before anything is loaded: the model, the images, the family's rules
@@ -195,6 +196,11 @@ def _frames(job: JobSpec, images: dict[str, Any] | None, events: Events, cancel:
     job = job.adapted_to(source.family, *adapter.model_rules(pipe))  # the loaded model's real ratios
     adapter.check_model(pipe, job)
     pil_images, image_notes = fit_images(image_arrays, job.width, job.height)
+    if continuation is not None:
+        context = [fit_images({"context": frame}, job.width, job.height)[0]["context"] for frame in continuation]
+        task_inputs = adapter.continuation_inputs(pipe, job, context)
+    else:
+        task_inputs = adapter.task_inputs(pipe, job, pil_images)
     if ladder is None or (job.frames, job.height, job.width) != (shape.frames, shape.height, shape.width):
         shape, ladder = make_ladder(measure_components(pipe), job)
     runner = StageRunner(ladder, apply=lambda plan: apply_plan(pipe, plan, facts),
@@ -220,7 +226,7 @@ def _frames(job: JobSpec, images: dict[str, Any] | None, events: Events, cancel:
 
     def denoise():
         with torch.inference_mode():
-            return pipe(**embeds, **adapter.task_inputs(pipe, job, pil_images), **adapter.call_kwargs(job),
+            return pipe(**embeds, **task_inputs, **adapter.call_kwargs(job),
                         generator=generator, output_type="latent", callback_on_step_end=on_step).frames
 
     def decode():  # adapters run their encode/decode under inference_mode themselves

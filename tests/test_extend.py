@@ -1,0 +1,189 @@
+"""Long-video extension end to end on tiny models: lengths, originals kept, timelines, resume, memory, errors."""
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from video_helpers import FOOTAGE
+
+import app
+from pipelines import engine
+from pipelines.errors import KinetographError
+from pipelines.jobs import ExtendJob
+from pipelines.jobspec import JobSpec
+from pipelines.video_io import VideoWriter, probe_video, read_frames, read_metadata
+
+REPO = Path(__file__).resolve().parents[1]
+FAST = dict(steps=2, seed=2)
+
+
+def moving_clip(path, count=12, fps=8.0):
+    yy, xx = np.mgrid[0:64, 0:96]
+    frames = []
+    for k in range(count):
+        frame = np.stack([xx * 2, yy * 3, np.full_like(xx, 90)], -1).astype(np.uint8)
+        frame[20:36, 4 + 4 * k:20 + 4 * k] = (250, 60, 40)
+        frames.append(frame)
+    with VideoWriter(path, fps) as writer:
+        writer.write(np.stack(frames))
+    return Path(path)
+
+
+def psnr(a, b):
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return 99.0 if mse == 0 else 10 * np.log10(255.0 ** 2 / mse)
+
+
+def sha(path):
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+@pytest.mark.skipif(not (FOOTAGE / "carphone.mp4").is_file(), reason="shared footage not present")
+@pytest.mark.parametrize("model, segment_frames", [("tiny-ltx", 17), ("tiny-wan", 13)])
+def test_extend_a_shared_clip_through_the_cli(model, segment_frames, tmp_path):
+    clip = tmp_path / "carphone.mp4"
+    shutil.copy(FOOTAGE / "carphone.mp4", clip)
+    before = sha(clip)
+    out = tmp_path / "longer.mp4"
+    code = app.main(["extend", str(clip), "--model", model, "--seconds", "0.8", "--prompt", "the man keeps talking",
+                     "--segment-frames", str(segment_frames), "--steps", "1", "--seed", "1", "--out", str(out),
+                     "--quiet"])
+    assert code == 0
+    source, result = probe_video(clip), probe_video(out)
+    added = round(0.8 * source.fps)
+    assert result.frame_count == source.frame_count + added
+    assert (result.width, result.height) == (source.width, source.height) and result.fps == pytest.approx(source.fps)
+    original, extended = read_frames(clip), read_frames(out)
+    overlap = read_metadata(out)["layout"]["overlap"]
+    kept = source.frame_count - overlap  # the last `overlap` input frames are crossfaded into the extension
+    assert psnr(original[:kept], extended[:kept]) > 33  # the originals, re-encoded once (crf 18)
+    assert psnr(original[1:kept], extended[:kept - 1]) < psnr(original[:kept], extended[:kept]) - 3  # in place
+    assert sha(clip) == before and not list(tmp_path.glob(".*segments*"))
+
+
+def test_extend_a_generated_clip_and_rerun_it(tmp_path):
+    made = engine.run(JobSpec(model="tiny-ltx", prompt="a fox", frames=9, width=64, height=64, **FAST),
+                      output_dir=tmp_path)
+    job = ExtendJob(input=str(made.path), model="tiny-ltx", seconds=1.0, prompt="it runs", segment_frames=17,
+                    out=str(tmp_path / "ext.mp4"), **FAST)
+    first = engine.run(job)
+    fps = made.fps
+    assert first.frame_count == 9 + round(1.0 * fps) and first.details["segments"] == 3  # 8 new frames each
+    meta = read_metadata(first.path)
+    assert meta["kind"] == "extend" and meta["inputs"]["input"]["sha256"] == sha(made.path)
+    assert all(s["seam_score"] is not None for s in meta["segments"])
+    again = engine.rerun(first.path, out=str(tmp_path / "again.mp4"))
+    assert np.array_equal(read_frames(first.path), read_frames(again.path))
+
+
+def test_timeline_prompts_reach_their_segments_and_a_cut_starts_fresh(tmp_path):
+    timeline = tmp_path / "t.txt"
+    timeline.write_text("0-1: a fox wakes\n1: it runs into the snow\n[cut] 2.5: an owl watches\n")
+    out = tmp_path / "long.mp4"
+    code = app.main(["generate", "--task", "long", "--model", "tiny-ltx", "--timeline", str(timeline), "--seconds", "3",
+                     "--width", "64", "--height", "64", "--fps", "8", "--segment-frames", "17", "--steps", "2",
+                     "--seed", "5", "--out", str(out), "--quiet"])
+    assert code == 0
+    assert probe_video(out).frame_count == 24
+    segments = read_metadata(out)["segments"]
+    starts = [s["segment"] for s in segments]
+    prompts = [s["prompt"] for s in segments]
+    assert prompts[0] == "a fox wakes" and "it runs into the snow" in prompts and prompts[-1] == "an owl watches"
+    cut = next(s for s in segments if s["prompt"] == "an owl watches")
+    assert cut["new_shot"] and cut["task"] == "t2v" and cut["seam_score"] is None
+    assert all(s["task"] == "keyframes" for s in segments[1:] if s["prompt"] != "an owl watches")
+    assert starts == list(range(len(segments)))
+
+
+def _extend_command(clip, out):
+    return [sys.executable, str(REPO / "app.py"), "extend", str(clip), "--model", "tiny-ltx", "--seconds", "3",
+            "--prompt", "onwards", "--segment-frames", "17", "--steps", "2", "--seed", "4", "--out", str(out), "--quiet"]
+
+
+def test_a_killed_extension_resumes_and_ends_with_the_uninterrupted_video(tmp_path):
+    clip = moving_clip(tmp_path / "clip.mp4")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    straight = tmp_path / "straight.mp4"
+    subprocess.run(_extend_command(clip, straight), env=env, check=True, timeout=300, capture_output=True)
+
+    killed = tmp_path / "killed.mp4"
+    manifest = tmp_path / ".killed.segments" / "manifest.json"
+    process = subprocess.Popen(_extend_command(clip, killed), env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and process.poll() is None:
+        if manifest.is_file() and len(json.loads(manifest.read_text() or "{}").get("segments", [])) >= 1:
+            process.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    assert not killed.exists()
+
+    # The same command again (a process like the uninterrupted one: same torch threads, same float sums)
+    subprocess.run(_extend_command(clip, killed), env=env, check=True, timeout=300, capture_output=True)
+    assert any("resumed after segment" in n for n in read_metadata(killed)["notes"])
+    assert np.array_equal(read_frames(straight), read_frames(killed))
+    assert not manifest.parent.exists()  # the store is removed once the video is complete
+
+
+_RSS_SCRIPT = """
+import resource, sys
+from pipelines import engine
+from pipelines.jobs import ExtendJob
+engine.run(ExtendJob(input=sys.argv[1], model="tiny-ltx", seconds=float(sys.argv[2]), prompt="on", segment_frames=17,
+                     steps=1, seed=1, out=sys.argv[3]))
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def test_a_four_times_longer_extension_needs_no_more_memory(tmp_path):
+    clip = moving_clip(tmp_path / "clip.mp4")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    peaks = []
+    for seconds in (2.0, 8.0):
+        done = subprocess.run([sys.executable, "-c", _RSS_SCRIPT, str(clip), str(seconds),
+                               str(tmp_path / f"x{seconds}.mp4")], env=env, check=True, timeout=600,
+                              capture_output=True, text=True)
+        peaks.append(int(done.stdout.strip().splitlines()[-1]))
+    assert probe_video(tmp_path / "x8.0.mp4").frame_count == 12 + 64
+    assert peaks[1] <= 1.15 * peaks[0], f"peak RSS {peaks[0]} KiB at 1x, {peaks[1]} KiB at 4x"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--seconds", "0"], "--seconds 0 is out of range"),
+    (["--seconds", "1", "--context-frames", "40"], "needs at\\s+least 40"),
+    (["--seconds", "nan"], "seconds must be a finite number"),
+    (["--seconds", "1", "--timeline", "TIMELINE"], "overlap or are out of order"),
+    (["--seconds", "1", "--anchor", "2"], "--anchor 2 is out of range"),
+])
+def test_bad_extension_requests_are_refused_and_leave_the_input_alone(args, message, tmp_path, capsys):
+    clip = moving_clip(tmp_path / "clip.mp4")
+    before = sha(clip)
+    timeline = tmp_path / "bad.txt"
+    timeline.write_text("0: a\n3: b\n2: c\n")
+    args = [str(timeline) if a == "TIMELINE" else a for a in args]
+    code = app.main(["extend", str(clip), "--model", "tiny-ltx", "--prompt", "x", "--steps", "1", *args, "--quiet"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err
+    import re
+
+    assert re.search(message, err), err
+    assert sha(clip) == before and sorted(p.name for p in tmp_path.iterdir()) == ["bad.txt", "clip.json", "clip.mp4"]
+
+
+def test_an_unreadable_input_and_a_negative_timeline_are_refused(tmp_path, capsys):
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"not a video")
+    assert app.main(["extend", str(junk), "--model", "tiny-ltx", "--seconds", "1", "--prompt", "x"]) == 2
+    assert "error:" in capsys.readouterr().err
+    with pytest.raises(KinetographError, match="must start at 0 s|0 s or more"):
+        ExtendJob(input=str(junk), model="tiny-ltx", seconds=1, timeline=((-1, "a", False),)).check()
