@@ -783,6 +783,8 @@ class VideoWriter:
         self.rename_if_taken = rename_if_taken and not overwrite
         if not self.rename_if_taken:
             self._refuse_if_taken()
+            if not overwrite and busy_with(self.path):  # another job is writing this very name now
+                raise KinetographError(f"{self.path} is being written by another job right now: {remedy}.")
         try:
             audio_start_s = float(audio_start_s)
         except (TypeError, ValueError):
