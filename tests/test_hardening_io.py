@@ -453,7 +453,7 @@ def test_probing_has_a_time_limit_and_garbage_fails_fast(tmp_path, monkeypatch):
     for name in ("truncated.mp4", "garbage.mp4"):
         started = time.monotonic()
         with pytest.raises(KinetographError, match="not a readable video"):
-            finishes_within(30, lambda: probe_video(tmp_path / name))
+            finishes_within(30, lambda name=name: probe_video(tmp_path / name))
         assert time.monotonic() - started < 30
 
 

@@ -34,9 +34,9 @@ from ..memory import (
     plan_ladder,
 )
 from ..models import HEAVY_COMPONENTS, TEXT_ENCODERS, ModelManager, load_pipeline, resolve_model
+from ..output_paths import check_file_name, check_output_path
 from ..progress import CancelToken
 from ..results import Result, base_metadata, file_record
-from ..output_paths import check_file_name, check_output_path
 from ..video_io import VideoWriter, as_uint8_frames, read_image, unique_output_path
 
 IMAGE_KEYS = ("image", "last_image")
