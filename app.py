@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from pipelines.errors import JobCancelled, KinetographError
@@ -352,21 +354,53 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised in the main thread like Ctrl-C so the same clean-up runs
+    (the writer deletes its temporary files; nothing half-written is left)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+_TERMINATING_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+def _on_terminate(signum, _frame) -> None:
+    for other in _TERMINATING_SIGNALS:  # once: a second signal must not interrupt the clean-up
+        signal.signal(other, signal.SIG_IGN)
+    raise Terminated(signum)
+
+
+def _catch_termination() -> dict:
+    """Install the handlers (main thread only); returns the previous ones, to restore."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {signum: signal.signal(signum, _on_terminate) for signum in _TERMINATING_SIGNALS}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     func = getattr(args, "func", cmd_ui)
+    previous = _catch_termination()
     try:
         return func(args)
     except JobCancelled as exc:
         print(f"cancelled: {exc}", file=sys.stderr)
         return 130
+    except Terminated as exc:
+        print(f"cancelled: stopped by {signal.Signals(exc.signum).name}; no output was written.", file=sys.stderr)
+        return 128 + exc.signum  # 143 for SIGTERM, 129 for SIGHUP, as the shell reports them
     except KeyboardInterrupt:
         print("cancelled: interrupted; no output was written.", file=sys.stderr)
         return 130
     except KinetographError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from typing import Any
 
 from .errors import KinetographError
 from .jobspec import MAX_SEED, MAX_STEPS, JobSpec, _check_int
+from .output_paths import check_output_name
 
 GenerateJob = JobSpec
 
@@ -92,8 +93,8 @@ class InterpolateJob:
             if self.quality is not None and self.quality not in INTERPOLATION_QUALITIES:
                 raise KinetographError(f"Unknown quality {self.quality!r}: use "
                                        f"{' or '.join(INTERPOLATION_QUALITIES)}.")
-        if self.out is not None and not str(self.out).lower().endswith(".mp4"):
-            raise KinetographError(f"Output {self.out} must end in .mp4 (Kinetograph writes H.264 mp4).")
+        if self.out is not None:
+            check_output_name(self.out)  # the name alone; the folder is checked before the work (output_paths)
         return self
 
     def timing_plan(self, src_fps):

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 from .errors import KinetographError
 from .families import TASKS, ModelFamily
+from .output_paths import check_file_name, check_output_name
 
 # Hard ceilings that hold for every model: beyond them a job is a typo, not a request.
 MAX_FRAMES = 1000
@@ -88,6 +89,10 @@ class JobSpec:
                                    f"(typical: 3 to 8; 1 or less turns classifier-free guidance off).")
         if self.seed is not None:
             _check_int("seed", self.seed, 0, MAX_SEED)
+        if self.out is not None:
+            check_output_name(self.out)  # the name alone; the folder is checked before the work (output_paths)
+        if self.name is not None:
+            check_file_name(self.name, "--name")  # a name, never a path out of the output folder
         return self
 
     # -------------------------------------------------------------- adaptation

@@ -97,7 +97,9 @@ def versions() -> dict[str, str]:
 
 def file_record(path: str | Path) -> dict[str, Any]:
     """An input file as an output records it: resolved path, size and content hash."""
-    resolved = Path(path).expanduser().resolve()
+    from .video_io import check_input_file
+
+    resolved = check_input_file(Path(path).expanduser(), "Input").resolve()  # a pipe or a device is never opened
     digest = hashlib.sha256()
     size = 0
     with open(resolved, "rb") as handle:

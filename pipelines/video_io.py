@@ -23,6 +23,7 @@ import heapq
 import json
 import math
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -35,6 +36,7 @@ import av
 import numpy as np
 
 from .errors import KinetographError
+from .output_paths import busy_with, check_output_path, new_token, remove_stale_temporaries, temporary_path
 
 __all__ = [
     "VideoInfo",
@@ -43,6 +45,9 @@ __all__ = [
     "iter_frames",
     "read_frames",
     "read_image",
+    "check_input_file",
+    "MAX_INPUT_BYTES",
+    "MAX_INPUT_SECONDS",
     "unique_output_path",
     "VideoWriter",
     "write_video",
@@ -66,6 +71,14 @@ MAX_FPS = 1000
 AVCOL_BT709 = 1
 AVCOL_RANGE_MPEG = 1
 X264_PARAMS = "mbtree=0"  # see VideoWriter._start_encoder: same frames, same bytes
+
+# Inputs: generous limits that no real clip reaches and that stop a mistaken path (a disk image,
+# a days-long recording) from being read for hours; probing FFmpeg gives up after PROBE_TIMEOUT_S.
+MAX_INPUT_BYTES = 20 * 10**9
+MAX_INPUT_SECONDS = 4 * 3600
+PROBE_TIMEOUT_S = 30.0  # opening a file and finding its streams
+READ_TIMEOUT_S = 30.0  # waiting for any one read while decoding
+_SYSTEM_FOLDERS = ("/proc", "/sys", "/dev")
 
 _REEXPORT_HINT = (
     "Re-export it as mp4 (H.264), e.g. `ffmpeg -i <input> -c:v libx264 -pix_fmt yuv420p out.mp4`, "
@@ -97,19 +110,94 @@ def _not_readable(path: Path | str, why: str) -> KinetographError:
     return KinetographError(f"{path} is not a readable video: {why}. {_REEXPORT_HINT}")
 
 
+_SPECIAL_KINDS = (
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def input_file_problem(path) -> tuple[str, str] | None:
+    """Why ``path`` cannot be opened as an input file, as (what it is, what to do), or None for
+    a regular, readable file within ``MAX_INPUT_BYTES``. Never opens the file: a named pipe or a
+    device is recognised from ``os.stat`` alone, so it cannot hang the caller."""
+    text = os.fspath(path)
+    if isinstance(text, bytes):
+        text = os.fsdecode(text)
+    if not text.strip():
+        return "is empty", "give the path of a file"
+    try:
+        info = os.stat(text)
+    except FileNotFoundError:
+        if os.path.lexists(text):
+            return "is a link to a file that does not exist", "check the path"
+        return "does not exist", "check the path"
+    except NotADirectoryError:
+        return "does not exist (a part of the path is a file, not a folder)", "check the path"
+    except PermissionError:
+        return "cannot be read (permission denied)", "choose a file you can read"
+    except (OSError, ValueError) as error:  # name too long, a link loop, a NUL character
+        return f"cannot be opened ({getattr(error, 'strerror', None) or error})", "check the path"
+    if stat.S_ISDIR(info.st_mode):
+        return "is a folder", "choose a file inside it"
+    for test, kind in _SPECIAL_KINDS:
+        if test(info.st_mode):
+            return f"is {kind}, not a regular file", "choose a file saved on disk"
+    if not stat.S_ISREG(info.st_mode):
+        return "is not a regular file", "choose a file saved on disk"
+    resolved = os.path.realpath(text)
+    if any(resolved == folder or resolved.startswith(folder + "/") for folder in _SYSTEM_FOLDERS):
+        return "is a system file, not a media file", "choose a file saved on disk"
+    if info.st_size > MAX_INPUT_BYTES:
+        return (f"is {info.st_size / 1e9:.1f} GB, more than the {MAX_INPUT_BYTES / 1e9:g} GB Kinetograph opens",
+                "cut or re-encode it smaller")
+    if not os.access(text, os.R_OK):
+        return "cannot be read (permission denied)", "choose a file you can read"
+    return None
+
+
+def check_input_file(path, what: str = "Input") -> Path:
+    """``path`` as a Path if it is a regular file that may be opened, else a KinetographError
+    saying what it is ("does not exist", "is a folder", "is a named pipe (FIFO)") and what to do."""
+    problem = input_file_problem(path)
+    if problem is not None:
+        raise KinetographError(f"{what} {path} {problem[0]}; {problem[1]}.")
+    return Path(os.fsdecode(os.fspath(path)))
+
+
+def _av_open_input(path: Path):
+    """PyAV's open for reading, with time limits (a stalled read gives up instead of hanging)."""
+    return av.open(_av_name(path), timeout=(PROBE_TIMEOUT_S, READ_TIMEOUT_S))
+
+
+def _av_name(path: Path) -> str:
+    name = str(path)
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise KinetographError(f"{name.encode('utf-8', 'backslashreplace').decode()} has a name that is not valid "
+                               "UTF-8, which FFmpeg cannot open: rename it using UTF-8 characters only.") from None
+    return name
+
+
 def _open_video(path) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
     """Open ``path`` for decoding its first video stream, or raise a KinetographError."""
-    path = Path(path)
-    if not path.exists():
-        raise KinetographError(f"Video {path} does not exist; check the path.")
-    if path.is_dir():
-        raise KinetographError(f"{path} is a folder, not a video file; choose a video file.")
+    path = check_input_file(path, "Video")
     if path.stat().st_size == 0:
         raise _not_readable(path, "the file is empty (0 bytes)")
     try:
-        container = av.open(str(path))
+        container = _av_open_input(path)
+    except av.error.ExitError as error:
+        raise _not_readable(path, f"FFmpeg did not finish opening it within {PROBE_TIMEOUT_S:g} s") from error
     except (av.error.FFmpegError, OSError) as error:
         raise _not_readable(path, f"FFmpeg cannot open it ({_ffmpeg_reason(error)})") from error
+    if container.duration is not None and container.duration / av.time_base > MAX_INPUT_SECONDS:
+        seconds = container.duration / av.time_base
+        container.close()
+        raise KinetographError(f"{path} lasts {seconds / 3600:.1f} hours, more than the "
+                               f"{MAX_INPUT_SECONDS / 3600:g} hours Kinetograph reads: cut the part you need, "
+                               "e.g. `ffmpeg -ss START -t SECONDS -i <input> -c copy part.mp4`.")
     if not container.streams.video:
         container.close()
         raise _not_readable(path, "it has no video stream")
@@ -189,12 +277,15 @@ def probe_video(path) -> VideoInfo:
             raise _not_readable(path, "it contains no frames")
         frame_count = _trusted_declared_frame_count(stream)
         if frame_count is None:
-            with av.open(str(path)) as fresh:  # from the top: seeking back is not exact in every format
+            with _av_open_input(Path(path)) as fresh:  # from the top: seeking back is not exact in every format
                 frame_count = _count_presented_packets(fresh, fresh.streams.video[0])
         fps = _stream_fps(stream)
         if not fps:
             duration = _stream_duration_s(stream)
             fps = frame_count / duration if duration else 0.0
+        if fps and frame_count / fps > MAX_INPUT_SECONDS:
+            raise KinetographError(f"{path} lasts {frame_count / fps / 3600:.1f} hours, more than the "
+                                   f"{MAX_INPUT_SECONDS / 3600:g} hours Kinetograph reads: cut the part you need.")
         width, height = first_frame.width, first_frame.height
         if _display_rotation_quarter_turns(first_frame) % 2:
             width, height = height, width
@@ -325,43 +416,93 @@ def read_frames(path, start: int = 0, stop: int | None = None, max_frames: int |
     return frames[:count]
 
 
-def read_image(path) -> np.ndarray:
+def read_image(path, notes: list[str] | None = None) -> np.ndarray:
     """An image file as RGB uint8 ``H×W×3``, upright (EXIF orientation applied).
 
-    Greyscale is expanded to RGB, 16-bit images are scaled (not clipped) to 8 bits, and
-    transparent areas are composited onto white.
+    Every common mode is converted, never blacked out: greyscale and 1-bit are expanded to RGB;
+    16-bit images are scaled (not clipped) to 8 bits; 32-bit float images (mode "F", e.g. a
+    float TIFF) are scaled from 0..1 when they lie within it, else from their own range;
+    palette, CMYK and YCbCr images are converted to RGB; transparent areas (RGBA, LA, a
+    palette's transparent colour) are composited onto white. What was changed on the way is
+    appended to ``notes`` (when given) as one sentence each. A mode that cannot be converted
+    (LAB, multi-channel float) is refused with the reason. Only regular files are opened.
     """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
-    path = Path(path)
-    if not path.exists():
-        raise KinetographError(f"Image {path} does not exist; check the path.")
-    if path.is_dir():
-        raise KinetographError(f"{path} is a folder, not an image file; choose an image file.")
+    path = check_input_file(path, "Image")
+    said: list[str] = []
     try:
         with Image.open(path) as image:
+            frames = getattr(image, "n_frames", 1)
             image.load()
-            return _image_to_rgb(ImageOps.exif_transpose(image))
+            rgb = _image_to_rgb(ImageOps.exif_transpose(image), said)
+            if frames > 1:
+                said.append(f"it has {frames} frames (an animation or a multi-page file); the first was used")
+    except KinetographError as error:  # a mode we do not convert: the reason, with the file's name
+        raise KinetographError(f"Image {path} cannot be used: {error}.") from None
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as error:
         raise KinetographError(
             f"{path} is not a readable image: {error}. Save it as PNG or JPEG and try again."
         ) from error
+    if notes is not None:
+        notes.extend(f"image {path.name}: {text}" for text in said)
+    return rgb
 
 
-def _image_to_rgb(image) -> np.ndarray:
+def _scaled_to_uint8(values: np.ndarray, low: float, high: float) -> np.ndarray:
+    scaled = (values - low) * (255.0 / (high - low)) if high > low else np.zeros_like(values)
+    return np.clip(np.rint(np.nan_to_num(scaled)), 0, 255).astype(np.uint8)
+
+
+def _high_depth_grey_to_uint8(image, notes: list[str]) -> np.ndarray:
+    """Modes "F" (32-bit float), "I" (32-bit int) and "I;16*" (16-bit) as 8-bit grey."""
+    grey = np.asarray(image, dtype=np.float64)
+    finite = np.isfinite(grey)
+    if not finite.any():
+        raise KinetographError("the image has no finite pixel values (all NaN or infinite); save it again")
+    if not finite.all():
+        notes.append(f"{int((~finite).sum())} pixels that are NaN or infinite were made black")
+        grey = np.where(finite, grey, 0.0)
+    low, high = float(grey[finite].min()), float(grey[finite].max())
+    if image.mode == "F":
+        if low >= 0.0 and high <= 1.0:
+            return _scaled_to_uint8(grey, 0.0, 1.0)  # the usual float convention
+        notes.append(f"its 32-bit float values ({low:g} to {high:g}) were scaled to 0..255")
+        return _scaled_to_uint8(grey, low, high) if high > low else np.full(grey.shape, 128, np.uint8)
+    if image.mode.startswith("I;16"):
+        return _scaled_to_uint8(grey, 0.0, 65535.0)
+    # "I" (32-bit int): 8-bit or 16-bit data stored wide, else its own range
+    if low >= 0 and high <= 255:
+        return grey.astype(np.uint8)
+    if low >= 0 and high <= 65535:
+        return _scaled_to_uint8(grey, 0.0, 65535.0)
+    notes.append(f"its 32-bit integer values ({low:g} to {high:g}) were scaled to 0..255")
+    return _scaled_to_uint8(grey, low, high)
+
+
+def _image_to_rgb(image, notes: list[str] | None = None) -> np.ndarray:
     from PIL import Image
 
-    if image.mode.startswith("I;16") or image.mode == "I":
-        grey = np.asarray(image, dtype=np.float64)
-        if image.mode.startswith("I;16") or grey.max() > 255:
-            grey = grey / 257.0  # 0..65535 -> 0..255
-        grey = np.clip(np.rint(grey), 0, 255).astype(np.uint8)
+    notes = notes if notes is not None else []
+    mode = image.mode
+    if mode == "F" or mode == "I" or mode.startswith("I;16"):
+        grey = _high_depth_grey_to_uint8(image, notes)
         return np.repeat(grey[:, :, None], 3, axis=2)
-    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
+    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
+    if has_alpha:
         rgba = image.convert("RGBA")
+        if int(np.asarray(rgba.getchannel("A")).min()) < 255:
+            notes.append("it has transparent areas; they were composited onto a white background")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(white, rgba)
-    return np.array(image.convert("RGB"), dtype=np.uint8)
+    elif mode not in ("RGB", "L", "1", "P", "CMYK", "YCbCr", "RGBX", "HSV"):
+        raise KinetographError(f"its colour mode {mode} is not supported (only RGB, greyscale, palette, CMYK, "
+                               "16-bit and float images are); save it as an 8-bit RGB PNG")
+    try:
+        return np.array(image.convert("RGB"), dtype=np.uint8)
+    except ValueError as error:
+        raise KinetographError(f"its colour mode {mode} cannot be converted to RGB ({error}); "
+                               "save it as an 8-bit RGB PNG") from None
 
 
 # --------------------------------------------------------------------------------------
@@ -373,21 +514,17 @@ def _sidecar_path(video_path: Path) -> Path:
     return video_path.with_suffix(".json")
 
 
-def _partial_path(video_path: Path) -> Path:
-    return video_path.parent / f".{video_path.stem}.partial.mp4"
-
-
 def _is_taken(video_path: Path) -> bool:
     """A name is taken if the video or its metadata sidecar exists (we overwrite neither),
-    or a writer is busy with it (its partial file exists)."""
-    return any(p.exists() for p in (video_path, _sidecar_path(video_path), _partial_path(video_path)))
+    or a live writer is busy with it (a temporary file of a process that exists)."""
+    return any(p.exists() for p in (video_path, _sidecar_path(video_path))) or busy_with(video_path)
 
 
 def unique_output_path(path) -> Path:
     """``path`` if it is free, else ``name-1.mp4``, ``name-2.mp4``, ...: the first free one.
-    Taken means: the video, its ``.json`` sidecar or a writer's partial file exists. (Free
-    now: two jobs racing for one name are caught by the writer's check at close, which
-    refuses rather than overwrites.)"""
+    Taken means: the video, its ``.json`` sidecar exists, or a live writer's temporary file
+    (the leftovers of dead processes do not count). Free now: two jobs racing for one name are
+    caught by the writer at close, which takes the next free name or refuses, never overwrites."""
     path = Path(path)
     candidate, number = path, 0
     while _is_taken(candidate):
@@ -429,11 +566,14 @@ def _metadata_to_json(metadata: dict, **dumps_kwargs) -> str:
 def read_metadata(path) -> dict:
     """The metadata dict a ``VideoWriter`` stored with a video: from the mp4's comment tag,
     else from the ``<stem>.json`` sidecar. KinetographError if neither has it."""
+    problem = input_file_problem(path)
+    if problem is not None and problem[0] != "does not exist":  # a folder, a pipe, a device: never opened
+        raise KinetographError(f"{path} {problem[0]}; {problem[1]} (a Kinetograph output .mp4 or its .json sidecar).")
     path = Path(path)
     problems = []
-    if path.exists():
+    if problem is None:
         try:
-            with av.open(str(path)) as container:
+            with _av_open_input(path) as container:
                 comment = container.metadata.get(METADATA_TAG)
             if comment:
                 metadata = json.loads(comment)
@@ -445,7 +585,10 @@ def read_metadata(path) -> dict:
     else:
         problems.append("the video does not exist")
     sidecar = _sidecar_path(path)
-    if sidecar.exists():
+    sidecar_problem = input_file_problem(sidecar)
+    if sidecar_problem is not None and sidecar_problem[0] != "does not exist":
+        problems.append(f"{sidecar.name} {sidecar_problem[0]}")
+    elif sidecar_problem is None:
         try:
             metadata = json.loads(sidecar.read_text(encoding="utf-8"))
             if isinstance(metadata, dict):
@@ -556,11 +699,9 @@ class _AudioSource:
 
 def _inspect_audio_source(path) -> _AudioSource | None:
     """The audio to mux from ``path``, or None if it has no audio stream."""
-    path = Path(path)
-    if not path.is_file():
-        raise KinetographError(f"Audio source {path} does not exist; check the path or pass audio_source=None.")
+    path = check_input_file(path, "Audio source")
     try:
-        with av.open(str(path)) as container:
+        with _av_open_input(path) as container:
             if not container.streams.audio:
                 return None
             audio = container.streams.audio[0]
@@ -624,10 +765,11 @@ class VideoWriter:
         crf: int = 18,
         preset: str = "medium",
         overwrite: bool = False,
+        rename_if_taken: bool = False,
+        remedy: str = "choose another --out",
     ):
-        self.path = Path(path)
-        if self.path.suffix.lower() != ".mp4":
-            raise KinetographError(f"VideoWriter writes mp4 files; name the output '{self.path.stem}.mp4'.")
+        self._remedy = remedy
+        self.path = check_output_path(path, overwrite, remedy)  # folder made and writable, name valid
         self._rate = fps_as_fraction(fps)
         self.fps = float(self._rate)
         if isinstance(crf, bool) or not isinstance(crf, (int, np.integer)) or not 0 <= crf <= 51:
@@ -638,7 +780,11 @@ class VideoWriter:
         self.metadata: dict = dict(metadata or {})
         _metadata_to_json(self.metadata)  # fail now, not after the whole video is encoded
         self.overwrite = overwrite
-        self._refuse_if_taken()
+        self.rename_if_taken = rename_if_taken and not overwrite
+        if not self.rename_if_taken:
+            self._refuse_if_taken()
+            if not overwrite and busy_with(self.path):  # another job is writing this very name now
+                raise KinetographError(f"{self.path} is being written by another job right now: {remedy}.")
         try:
             audio_start_s = float(audio_start_s)
         except (TypeError, ValueError):
@@ -648,11 +794,12 @@ class VideoWriter:
         self._audio_start_s = audio_start_s
         self._audio = _inspect_audio_source(audio_source) if audio_source is not None else None
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        hidden = self.path.parent / f".{self.path.stem}"
-        self.partial_path = _partial_path(self.path)  # video packets, as they are encoded
-        self._muxing_path = Path(f"{hidden}.muxing.mp4")  # final mux, renamed onto self.path
-        self._sidecar_tmp_path = Path(f"{hidden}.json.partial")
+        remove_stale_temporaries(self.path.parent)  # left by writers that died (killed, power cut)
+        # Temporary names unique to this writer (pid + random), so two writers never share one.
+        token = new_token()
+        self.partial_path = temporary_path(self.path, "partial.mp4", token)  # video packets, as encoded
+        self._muxing_path = temporary_path(self.path, "muxing.mp4", token)  # final mux, moved onto self.path
+        self._sidecar_tmp_path = temporary_path(self.path, "json.partial", token)
 
         self.frames_written = 0
         self._frame_size: tuple[int, int] | None = None  # (height, width) of incoming frames
@@ -746,9 +893,7 @@ class VideoWriter:
             self._sidecar_tmp_path.write_text(
                 _metadata_to_json(metadata, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
             )
-            self._refuse_if_taken()  # again: something may have appeared while we encoded
-            os.replace(self._muxing_path, self.path)
-            os.replace(self._sidecar_tmp_path, _sidecar_path(self.path))
+            self._move_into_place()
             self.partial_path.unlink(missing_ok=True)
         except BaseException:
             self.abort()
@@ -770,15 +915,43 @@ class VideoWriter:
         for temporary in (self.partial_path, self._muxing_path, self._sidecar_tmp_path):
             temporary.unlink(missing_ok=True)
 
+    def _move_into_place(self) -> None:
+        """Move the finished mp4 and sidecar onto their names. Without ``overwrite`` a name that
+        appeared meanwhile (another process finished first) is never replaced: the video is linked
+        onto its name only if that name is free (atomic), else this writer takes the next free name
+        (``rename_if_taken``) or fails with a clear message."""
+        if self.overwrite:
+            os.replace(self._muxing_path, self.path)
+            os.replace(self._sidecar_tmp_path, _sidecar_path(self.path))
+            return
+        wanted = self.path
+        for _attempt in range(1000):
+            taken = self.path.exists() or _sidecar_path(self.path).exists()
+            if taken and self.rename_if_taken:
+                self.path = unique_output_path(wanted)  # our own temporaries keep `wanted` busy: skipped
+            self._refuse_if_taken()
+            try:
+                os.link(self._muxing_path, self.path)  # fails if the name exists: no overwrite, no race
+            except FileExistsError:
+                if not self.rename_if_taken:
+                    self._refuse_if_taken()
+                    raise
+                continue
+            except OSError:  # a filesystem without hard links: check, then rename
+                self._refuse_if_taken()
+                os.replace(self._muxing_path, self.path)
+            else:
+                self._muxing_path.unlink()
+            os.replace(self._sidecar_tmp_path, _sidecar_path(self.path))
+            return
+        raise KinetographError(f"No free name was found beside {wanted}; {self._remedy}.")
+
     def _refuse_if_taken(self) -> None:
         if self.overwrite:
             return
         for existing in (self.path, _sidecar_path(self.path)):
             if existing.exists():
-                raise KinetographError(
-                    f"{existing} already exists and would be overwritten. Choose another output name "
-                    "(unique_output_path() finds a free one) or pass overwrite=True."
-                )
+                raise KinetographError(f"{existing} already exists and would be overwritten: {self._remedy}.")
 
     def _final_metadata(self) -> dict:
         video = {
@@ -822,7 +995,7 @@ def _encode_audio(source: _AudioSource, output, start_s: float, duration_s: floa
     """Add an AAC stream to ``output`` and yield its packets: ``duration_s`` seconds of the
     source from ``start_s``. Samples are placed by their timestamps, so gaps become silence
     and the sound stays in sync with the picture."""
-    container = av.open(str(source.path))
+    container = _av_open_input(source.path)
     audio_in = container.streams.audio[0]
     channels = 1 if audio_in.codec_context.channels == 1 else 2
     layout = "mono" if channels == 1 else "stereo"

@@ -5,6 +5,7 @@ All videos are made synthetically under tmp_path (tiny sizes, so the whole file 
 from __future__ import annotations
 
 import json
+import os
 from fractions import Fraction
 from pathlib import Path
 
@@ -410,7 +411,9 @@ def test_exception_in_with_block_removes_partial_file(tmp_path):
     with pytest.raises(RuntimeError, match="model crashed"):
         with VideoWriter(path, fps=8) as writer:
             writer.write(gradient_frames(5))
-            assert writer.partial_path == tmp_path / ".clip.partial.mp4"
+            assert writer.partial_path.parent == tmp_path
+            assert writer.partial_path.name.startswith(f".clip.{os.getpid()}-")  # pid + random: one per writer
+            assert writer.partial_path.name.endswith(".partial.mp4")
             assert writer.partial_path.exists()
             assert not path.exists()  # nothing under the final name until close()
             raise RuntimeError("model crashed")
@@ -420,7 +423,7 @@ def test_exception_in_with_block_removes_partial_file(tmp_path):
 def test_abort_removes_everything(tmp_path):
     writer = VideoWriter(tmp_path / "clip.mp4", fps=8, metadata={"a": 1})
     writer.write(gradient_frames(5))
-    assert files_in(tmp_path) == [".clip.partial.mp4"]
+    assert files_in(tmp_path) == [writer.partial_path.name]
     writer.abort()
     assert files_in(tmp_path) == []
     with pytest.raises(RuntimeError):
@@ -471,7 +474,7 @@ def test_unique_output_path(tmp_path):
     (tmp_path / "cat-42-1.mp4").write_bytes(b"x")
     (tmp_path / "cat-42-2.json").write_text("{}")  # a left-over sidecar also takes the name
     assert unique_output_path(path) == tmp_path / "cat-42-3.mp4"
-    (tmp_path / ".cat-42-3.partial.mp4").write_bytes(b"")  # another writer is busy with -3
+    (tmp_path / f".cat-42-3.{os.getpid()}-0123abcd.partial.mp4").write_bytes(b"")  # a live writer is busy with -3
     assert unique_output_path(path) == tmp_path / "cat-42-4.mp4"
 
 

@@ -40,6 +40,7 @@ __all__ = [
     "MAX_DUP_RUN",
 ]
 
+OUTPUT_REMEDY = "choose another --out"  # the interpolate command has no --overwrite
 MAX_DUP_RUN = 3           # at most this many repeats of a frame are bridged by interpolation
 _TS_PER_CALL = 8          # in-betweens asked of a backend at once (bounds the frames held)
 
@@ -353,17 +354,21 @@ def interpolate_video(src, dst=None, factor=None, target_fps=None, start_frame: 
     The settings, the backend and the scene cuts found are stored in the output's metadata,
     added to ``metadata`` (the engine's job record). A failed or cancelled run leaves no output behind.
     """
+    from ..output_paths import check_output_path
     from ..video_io import VideoWriter, iter_frames, probe_video, unique_output_path
 
     started = time.perf_counter()
     src = Path(src)
+    if dst is not None:  # before anything is read: a path that cannot be written fails now
+        dst = check_output_path(dst, overwrite, remedy=OUTPUT_REMEDY)
     info = probe_video(src)
     start, end = _check_range(start_frame, end_frame, info.frame_count, src)
     src_fps, positions, range_start_s = _source_rate(src, start, end, info)
     plan = make_plan(src_fps, factor, target_fps, slowmo)
     engine = get_backend(backend)
-    if dst is None:
-        dst = unique_output_path(_default_output(src, plan))
+    default_name = dst is None
+    if default_name:  # beside the input; a name that is taken gets -1, -2 ...
+        dst = unique_output_path(check_output_path(_default_output(src, plan), remedy=OUTPUT_REMEDY))
     total = plan.frames_until(positions[-1]) if positions else plan.frames_out(end - start)
     keep_audio = info.has_audio and not slowmo
     settings = {
@@ -383,7 +388,8 @@ def interpolate_video(src, dst=None, factor=None, target_fps=None, start_frame: 
     if progress is not None:
         progress("interpolate", 0, total)
     with VideoWriter(dst, plan.out_fps, metadata=metadata, audio_source=src if keep_audio else None,
-                     audio_start_s=audio_start_s, overwrite=overwrite) as writer:
+                     audio_start_s=audio_start_s, overwrite=overwrite, rename_if_taken=default_name,
+                     remedy=OUTPUT_REMEDY) as writer:
         for frame in stream.run(iter_frames(src, start, end), cancel, report):
             writer.write(frame)
         if cancel is not None:

@@ -34,6 +34,7 @@ from ..memory import (
     plan_ladder,
 )
 from ..models import HEAVY_COMPONENTS, TEXT_ENCODERS, ModelManager, load_pipeline, resolve_model
+from ..output_paths import check_file_name, check_output_path
 from ..progress import CancelToken
 from ..results import Result, base_metadata, file_record
 from ..video_io import VideoWriter, as_uint8_frames, read_image, unique_output_path
@@ -117,13 +118,16 @@ def generate(job: JobSpec, events: Events, cancel: CancelToken, manager: ModelMa
     timings = dict(made.timings)
     t = time.perf_counter()
     events.progress("write", 0, len(frames))
-    with VideoWriter(out_path, run_job.fps, metadata=metadata, overwrite=overwrite) as writer:
+    with VideoWriter(out_path, run_job.fps, metadata=metadata, overwrite=overwrite, rename_if_taken=True,
+                     remedy=OVERWRITE_REMEDY) as writer:
         for index, frame in enumerate(frames):
             writer.write(frame)
             events.progress("write", index + 1, len(frames))
         timings["write"] = time.perf_counter() - t
         timings["total"] = time.perf_counter() - started
         writer.metadata["timings"] = dict(timings)
+    if writer.path != out_path:  # another process finished a video of that name while this one worked
+        notes.append(f"{out_path} was written by another job meanwhile, so this result is {writer.path}")
     events.partial(writer.path, "video")
     return Result(path=writer.path, kind="generate", job=run_job, fps=run_job.fps, frame_count=len(frames),
                   width=run_job.width, height=run_job.height, seed=run_job.seed, timings=timings,
@@ -161,7 +165,8 @@ def _frames(job: JobSpec, images: dict[str, Any] | None, events: Events, cancel:
     facts = memory.device_facts or DeviceFacts.detect()
     source = resolve_model(job.model, job.task, prefer_cuda=facts.has_cuda, denoiser_file=job.transformer)
     adapter = source.family.adapter
-    image_arrays, inputs = _input_images(job, images)
+    read_notes: list[str] = []  # what reading the image files changed (transparency, bit depth)
+    image_arrays, inputs = _input_images(job, images, read_notes)
     planned = job.adapted_to(source.family)  # the family's rules, and the seed drawn once
     job = dataclasses.replace(job, seed=planned.seed)
     cancel.raise_if_cancelled()
@@ -257,7 +262,7 @@ def _frames(job: JobSpec, images: dict[str, Any] | None, events: Events, cancel:
         **measured,  # stage_peaks (allocated, reserved, device used, RSS per stage), job_peaks, budget kept
     }
     return GeneratedFrames(frames=frames, job=job, source=source, device=facts, memory=memory_record,
-                           attempts=runner.attempts, notes=[*job.adjustments, *image_notes, *runner.notes],
+                           attempts=runner.attempts, notes=[*job.adjustments, *read_notes, *image_notes, *runner.notes],
                            timings=timings, inputs=dict(inputs), encoded_prompt=EncodedPrompt(prompt_key, embeds))
 
 
@@ -309,21 +314,27 @@ def local_folder(source) -> Path:
         raise missing_model_error(source.location, source.pipeline_class, exc) from None
 
 
+OVERWRITE_REMEDY = "pass --overwrite to replace it, or choose another --out"
+
+
 def output_path(job: JobSpec, output_dir: str | Path | None, overwrite: bool) -> tuple[Path, str | None]:
-    """Where the result goes; an existing file is never replaced unless asked."""
-    if job.out:
-        wanted = Path(job.out).expanduser()
-        if wanted.suffix.lower() != ".mp4":
-            raise KinetographError(f"Output {wanted} must end in .mp4 (Kinetograph writes H.264 mp4).")
+    """Where the result goes, checked before any work (``output_paths.check_output_path``: the
+    folder is made and writable, the name valid); an existing file is never replaced unless
+    asked. A default name stays inside ``output_dir``: ``job.name`` is a file name, not a path."""
+    if job.out is not None:
+        wanted = check_output_path(job.out, overwrite, remedy="choose another --out")
     else:
-        root = Path(output_dir) if output_dir else Path("outputs")
-        stem = job.name or _slug(job.prompt) or job.task
-        wanted = root / _dt.date.today().isoformat() / f"{stem}-{job.seed}.mp4"
-    wanted.parent.mkdir(parents=True, exist_ok=True)
-    if overwrite or not wanted.exists():
+        root = Path(output_dir).expanduser() if output_dir else Path("outputs")
+        stem = check_file_name(job.name, "--name") if job.name is not None else _slug(job.prompt) or job.task
+        wanted = check_output_path(root / _dt.date.today().isoformat() / f"{stem}-{job.seed}.mp4", overwrite,
+                                   remedy="choose a shorter --name or another --output-dir")
+    if overwrite:
         return wanted, None
-    free = unique_output_path(wanted)
-    return free, f"{wanted} already exists, so this result is {free} (pass --overwrite to replace it)"
+    free = unique_output_path(wanted)  # taken: the file, its sidecar, or a live writer's temporary file
+    if free == wanted:
+        return wanted, None
+    return free, f"{wanted} already exists (or is being written), so this result is {free} (pass --overwrite to " \
+                 "replace it)"
 
 
 def _slug(text: str, limit: int = 40) -> str:
@@ -347,7 +358,8 @@ def fit_images(images: dict[str, Any], width: int, height: int):
     return out, notes
 
 
-def _input_images(job: JobSpec, given: dict[str, Any] | None) -> tuple[dict[str, Any], dict[str, str]]:
+def _input_images(job: JobSpec, given: dict[str, Any] | None,
+                  notes: list[str] | None = None) -> tuple[dict[str, Any], dict[str, str]]:
     """The job's images as RGB uint8 arrays: those the caller passed, else read from the job's paths."""
     import numpy as np
 
@@ -371,7 +383,7 @@ def _input_images(job: JobSpec, given: dict[str, Any] | None) -> tuple[dict[str,
                 raise KinetographError(f"The {key} array must be RGB uint8 H×W×3, got a {what}.")
             images[key], inputs[key] = np.ascontiguousarray(array), "array"
         elif label:
-            images[key], inputs[key] = read_image(label), "file"
+            images[key], inputs[key] = read_image(label, notes), "file"
     return images, inputs
 
 
