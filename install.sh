@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Kinetograph set-up: idempotent; needs only python3 (3.10+) and, where venv is missing, apt-get.
-# Creates .venv in the repository root and installs the pinned requirements into it.
+# Creates .venv in the repository root and installs the app, its tests and benchmarks at the versions in
+# constraints.txt.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -22,7 +23,9 @@ if [ ! -x .venv/bin/python ]; then
 fi
 
 .venv/bin/python -m pip install --quiet --upgrade pip
-# torch first and alone: with torch==2.13.0 already installed, nothing later pulls a second build.
-.venv/bin/python -m pip install --quiet "$(grep -E '^torch==' requirements.txt)"
-.venv/bin/python -m pip install --quiet -r requirements.txt
+# torch first and alone (constraints.txt pins it): with it installed, nothing later pulls a second, CUDA-sized build.
+# requirements.txt (what ComfyUI installs) never names torch; the app, tests and benchmarks add their own files.
+.venv/bin/python -m pip install --quiet "$(grep -E '^torch==' constraints.txt)"
+.venv/bin/python -m pip install --quiet -r requirements.txt -r requirements-app.txt -r requirements-dev.txt \
+    -c constraints.txt
 .venv/bin/python -c "import torch, diffusers, transformers, av, cv2; print('Kinetograph installed:', 'torch', torch.__version__, '| diffusers', diffusers.__version__)"

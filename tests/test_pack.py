@@ -21,3 +21,21 @@ def test_root_imports_as_a_package_without_touching_a_top_level_nodes_module():
     finally:
         for name in [n for n in sys.modules if n == "kinetograph_pack" or n.startswith("kinetograph_pack.")]:
             del sys.modules[name]
+
+
+def test_requirements_leave_comfyuis_torch_alone_and_hold_no_dev_tools():
+    """requirements.txt is what ComfyUI installs into its own environment (issue 20)."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    names = [re.split(r"[<>=!~;\[ ]", line.strip(), maxsplit=1)[0].lower().replace("_", "-")
+             for line in (root / "requirements.txt").read_text().splitlines()
+             if line.strip() and not line.lstrip().startswith("#")]
+    assert names and not {"torch", "torchvision", "torchaudio"} & set(names)
+    assert not {"pytest", "pytest-timeout", "ruff", "hypothesis", "scikit-image", "gradio"} & set(names)
+    assert not any("==" in line for line in (root / "requirements.txt").read_text().splitlines()
+                   if not line.lstrip().startswith("#"))  # ranges: other packs share these libraries
+    pinned = {line.split("==")[0].lower().replace("_", "-") for line in (root / "constraints.txt").read_text().splitlines()
+              if "==" in line}
+    assert set(names) <= pinned and "torch" in pinned  # the standalone install stays reproducible

@@ -82,6 +82,7 @@ def extend(job: ExtendJob, events: Events, cancel: CancelToken, manager: ModelMa
         overwrite: replace ``job.out`` if it exists.
         memory: ``tasks.generate.MemoryOptions`` for every generation (budget, RAM, mode).
     """
+    from ..output_paths import check_output_path
     from ..video_io import VideoWriter, iter_frames, probe_video, read_frames, unique_output_path
     from .generate import MemoryOptions
 
@@ -98,12 +99,12 @@ def extend(job: ExtendJob, events: Events, cancel: CancelToken, manager: ModelMa
     if info is not None and info.frame_count < layout.context:
         raise KinetographError(f"{job.input} has {info.frame_count} frames; extending it with this model needs at "
                                f"least {layout.context} (the frames each segment continues from). Use a longer video.")
-    out = _output_path(job, seed, output_dir)
+    out = check_output_path(_output_path(job, seed, output_dir), overwrite,
+                            "pass --overwrite or choose another --out")  # before any work
     if out.exists() and not overwrite:
         free = unique_output_path(out)
         events.note(f"{out} already exists, so this result is {free}")
         out = free
-    out.parent.mkdir(parents=True, exist_ok=True)
     store = SegmentStore(out.parent / f".{out.stem}.segments", _job_key(job, source_record)).open()
     notes: list[str] = []
     if store.resumed:
@@ -324,6 +325,10 @@ def _to_size(frames: np.ndarray, width: int, height: int) -> np.ndarray:
 def _output_path(job: ExtendJob, seed: int, output_dir) -> Path:
     if job.out:
         return Path(job.out).expanduser()
+    if job.name is not None:
+        from ..output_paths import check_file_name
+
+        check_file_name(job.name)
     if job.input is not None:
         source = Path(job.input)
         return source.with_name(f"{source.stem}-extended.mp4")
