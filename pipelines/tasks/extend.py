@@ -210,7 +210,7 @@ def extend(job: ExtendJob, events: Events, cancel: CancelToken, manager: ModelMa
     return Result(path=writer.path, kind="extend", job=job, fps=layout.fps, frame_count=written, width=layout.width,
                   height=layout.height, seed=seed, timings={"total": time.perf_counter() - started}, notes=notes,
                   details={"segments": n, "seam_scores": seams, "worst_seam": max(valid) if valid else None,
-                           "frames_in": layout.existing})
+                           "frames_in": layout.existing, "context": layout.context, "overlap": layout.overlap})
 
 
 # ------------------------------------------------------------------------ planning
