@@ -187,3 +187,29 @@ def test_an_unreadable_input_and_a_negative_timeline_are_refused(tmp_path, capsy
     assert "error:" in capsys.readouterr().err
     with pytest.raises(KinetographError, match="must start at 0 s|0 s or more"):
         ExtendJob(input=str(junk), model="tiny-ltx", seconds=1, timeline=((-1, "a", False),)).check()
+
+
+def test_a_cancelled_extension_keeps_finished_segments_and_nothing_else(tmp_path):
+    from pipelines.errors import JobCancelled
+    from pipelines.events import Events, Progress
+
+    clip = moving_clip(tmp_path / "clip.mp4")
+    job = ExtendJob(input=str(clip), model="tiny-ltx", seconds=3, prompt="on", segment_frames=17,
+                    out=str(tmp_path / "out.mp4"), **FAST)
+
+    def stop_at(segment):
+        def subscriber(event):
+            if isinstance(event, Progress) and event.stage == "segment" and event.done == segment and not event.within:
+                raise JobCancelled("stopped")
+        return Events([subscriber])
+
+    with pytest.raises(JobCancelled):
+        engine.run(job, stop_at(0))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.json", "clip.mp4"]  # nothing to resume: no store
+    with pytest.raises(JobCancelled):
+        engine.run(job, stop_at(1))
+    store = tmp_path / ".out.segments"
+    assert json.loads((store / "manifest.json").read_text())["segments"][0]["index"] == 0
+    assert not (tmp_path / "out.mp4").exists()
+    done = engine.run(job)
+    assert any("resumed after segment 1" in n for n in done.notes) and not store.exists()

@@ -127,52 +127,57 @@ def extend(job: ExtendJob, events: Events, cancel: CancelToken, manager: ModelMa
     reference = context if len(context) else None
     seams: list[float] = []
     n = len(layout.segments)
-    for segment in layout.segments:
-        events.progress("segment", segment.index, n)
-        if segment.index < store.resumed:  # finished before a crash: its state is on disk
-            state = store.load_state(segment.index)
-            context, held = state["context"], state["held"]
-            reference = state["reference"] if state["reference"].size else None
-            seams.append(store.segments[segment.index].get("seam_score"))
-            continue
-        cancel.raise_if_cancelled()
-        conditioned = segment.task != "t2v"
-        made = _generate(job, layout, segment, context if conditioned else None,
-                         events.nested("segment", segment.index, n), cancel, manager, memory)
-        frames = _to_size(made.frames, layout.width, layout.height)
-        used = layout.context if conditioned else 0
-        repeated, new = frames[:used], frames[used:used + segment.new_frames]
-        if len(new) < segment.new_frames:
-            raise KinetographError(f"The model made {len(frames)} frames where {used + segment.new_frames} were "
-                                   f"planned; choose --segment-frames the model supports.")
-        if reference is None or segment.new_shot:
-            reference = new  # a new shot: its own first segment is what later segments keep to
-        elif job.anchor > 0:
-            repeated = anchor_colours(repeated, reference, job.anchor) if len(repeated) else repeated
-            new = anchor_colours(new, reference, job.anchor)
-        held_before = held
-        if conditioned and len(held):
-            blended = crossfade(held, repeated[len(repeated) - len(held):])
-        else:
-            blended = held  # a cut (or nothing held): the earlier frames stay as they are
-        before = np.concatenate([context[:len(context) - len(held)], blended])[-4:]
-        seam = seam_score(before, new[:4]) if conditioned and len(before) >= 2 and len(new) >= 2 else None
-        seams.append(seam)
-        last = segment.index == n - 1
-        keep = 0 if last else min(layout.overlap, len(new))
-        finished = np.concatenate([blended, new[:len(new) - keep]])
-        held = new[len(new) - keep:]
-        context = np.concatenate([context[:len(context) - len(held_before)], blended, new])[-layout.context:]
-        with VideoWriter(store.video_path(segment.index), layout.fps, crf=SEGMENT_CRF, preset="ultrafast",
-                         overwrite=True) as writer:
-            writer.write(finished)
-        store.add(segment.index, {"seed": segment.seed, "prompt": segment.prompt, "task": segment.task,
-                                  "new_shot": segment.new_shot, "frames": len(finished), "seam_score": seam,
-                                  "context_sha256": frames_hash(context)},
-                  {"context": context, "held": held, "reference": reference if reference is not None else
-                   np.zeros((0,), np.uint8)})
-        events.partial(store.video_path(segment.index), f"segment {segment.index + 1} of {n}")
-        del made, frames, repeated, new, finished
+    try:
+        for segment in layout.segments:
+            events.progress("segment", segment.index, n)
+            if segment.index < store.resumed:  # finished before a crash: its state is on disk
+                state = store.load_state(segment.index)
+                context, held = state["context"], state["held"]
+                reference = state["reference"] if state["reference"].size else None
+                seams.append(store.segments[segment.index].get("seam_score"))
+                continue
+            cancel.raise_if_cancelled()
+            conditioned = segment.task != "t2v"
+            made = _generate(job, layout, segment, context if conditioned else None,
+                             events.nested("segment", segment.index, n), cancel, manager, memory)
+            frames = _to_size(made.frames, layout.width, layout.height)
+            used = layout.context if conditioned else 0
+            repeated, new = frames[:used], frames[used:used + segment.new_frames]
+            if len(new) < segment.new_frames:
+                raise KinetographError(f"The model made {len(frames)} frames where {used + segment.new_frames} were "
+                                       f"planned; choose --segment-frames the model supports.")
+            if reference is None or segment.new_shot:
+                reference = new  # a new shot: its own first segment is what later segments keep to
+            elif job.anchor > 0:
+                repeated = anchor_colours(repeated, reference, job.anchor) if len(repeated) else repeated
+                new = anchor_colours(new, reference, job.anchor)
+            held_before = held
+            if conditioned and len(held):
+                blended = crossfade(held, repeated[len(repeated) - len(held):])
+            else:
+                blended = held  # a cut (or nothing held): the earlier frames stay as they are
+            before = np.concatenate([context[:len(context) - len(held)], blended])[-4:]
+            seam = seam_score(before, new[:4]) if conditioned and len(before) >= 2 and len(new) >= 2 else None
+            seams.append(seam)
+            last = segment.index == n - 1
+            keep = 0 if last else min(layout.overlap, len(new))
+            finished = np.concatenate([blended, new[:len(new) - keep]])
+            held = new[len(new) - keep:]
+            context = np.concatenate([context[:len(context) - len(held_before)], blended, new])[-layout.context:]
+            with VideoWriter(store.video_path(segment.index), layout.fps, crf=SEGMENT_CRF, preset="ultrafast",
+                             overwrite=True) as writer:
+                writer.write(finished)
+            store.add(segment.index, {"seed": segment.seed, "prompt": segment.prompt, "task": segment.task,
+                                      "new_shot": segment.new_shot, "frames": len(finished), "seam_score": seam,
+                                      "context_sha256": frames_hash(context)},
+                      {"context": context, "held": held, "reference": reference if reference is not None else
+                       np.zeros((0,), np.uint8)})
+            events.partial(store.video_path(segment.index), f"segment {segment.index + 1} of {n}")
+            del made, frames, repeated, new, finished
+    except BaseException:
+        if not store.segments:  # nothing finished: nothing to resume from
+            store.remove()
+        raise
     events.progress("segment", n, n)
 
     # ---- the output: the input's frames, then each segment's, then what is still held
