@@ -162,7 +162,7 @@ def follow(runner: J.Runner, build, request, progress, *, with_seed: bool = Fals
     notes = "".join(f"\n- {n}" for n in snap["notes"] if not n.startswith("queued at"))
     text = (f"Done: `{result.path.name}` — {result.frame_count} frames, {result.width}×{result.height}, "
             f"{result.fps:g} fps" + (f", seed {result.seed}" if result.seed is not None else "") + notes)
-    seed = (result.seed if result.seed is not None else skip,) if with_seed else ()
+    seed = (str(result.path),) if with_seed else ()  # the History tab's "selected output": this result
     yield (text, snap["preview"] if snap["previews"] != seen else skip, str(result.path),
            J.settings_of(J.result_metadata(result.path)), *seed)
 
