@@ -351,7 +351,8 @@ def build(config: J.StudioConfig | None = None, runner: J.Runner | None = None) 
             return (gr.Slider(**r["frames"]), gr.Slider(**r["width"]), gr.Slider(**r["height"]),
                     gr.Slider(value=r["steps"]), gr.Slider(value=r["guidance"]), gr.Number(value=r["fps"]), r["info"])
 
-        g_model.change(on_model, g_model, [g_frames, g_width, g_height, g_steps, g_guidance, g_fps, g_rules],
+        # .input (the user's choice) not .change: restoring settings sets the model and must keep its values
+        g_model.input(on_model, g_model, [g_frames, g_width, g_height, g_steps, g_guidance, g_fps, g_rules],
                        api_visibility="private")
         g_task.change(lambda t: (gr.Image(visible=t != "t2v"), gr.Image(visible=t == "keyframes")), g_task,
                       [g_image, g_last], api_visibility="private")
