@@ -224,10 +224,11 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
-    print("The Kinetograph web UI is not part of this version yet. Use the command line:\n"
-          "  python app.py generate --task t2v --model tiny-ltx --prompt \"a red fox\" --frames 9 "
-          "--width 64 --height 64 --steps 2\n  python app.py --help", file=sys.stderr)
-    return 2
+    """The web studio (studio/): localhost unless --host or GRADIO_SERVER_NAME says otherwise."""
+    from studio.app import launch  # gradio loads only here: `import app` and the CLI stay fast
+
+    launch(host=getattr(args, "host", None), port=getattr(args, "port", None), outputs=getattr(args, "outputs", None))
+    return 0
 
 
 # ----------------------------------------------------------------------- parser
@@ -347,6 +348,12 @@ def build_parser() -> argparse.ArgumentParser:
     rerun.add_argument("--json", action="store_true", help="print the result as one JSON object")
     rerun.add_argument("--quiet", action="store_true", help="no progress bar")
     rerun.set_defaults(func=cmd_rerun)
+
+    ui = sub.add_parser("ui", help="start the web studio (the same as no subcommand)")
+    ui.add_argument("--host", help="address to serve on (default: GRADIO_SERVER_NAME, else 127.0.0.1)")
+    ui.add_argument("--port", type=int, help="port (default: GRADIO_SERVER_PORT, else 7860)")
+    ui.add_argument("--outputs", help="outputs folder the studio writes and lists (default: outputs)")
+    ui.set_defaults(func=cmd_ui)
 
     info = sub.add_parser("info", help="print the settings embedded in a Kinetograph output")
     info.add_argument("path")

@@ -29,3 +29,22 @@ fi
 .venv/bin/python -m pip install --quiet -r requirements.txt -r requirements-app.txt -r requirements-dev.txt \
     -c constraints.txt
 .venv/bin/python -c "import torch, diffusers, transformers, av, cv2; print('Kinetograph installed:', 'torch', torch.__version__, '| diffusers', diffusers.__version__)"
+
+# The browser test (tests/test_studio_browser.py) drives Debian's chromium through chromium-driver (never a
+# downloaded browser build). Installed only where apt-get exists and we are root or have sudo.
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+    if command -v apt-get >/dev/null 2>&1; then
+        SUDO=""
+        if [ "$(id -u)" -ne 0 ]; then
+            if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then SUDO="sudo"; else SUDO="none"; fi
+        fi
+        if [ "$SUDO" != "none" ]; then
+            $SUDO apt-get update -qq
+            $SUDO apt-get install -y -qq chromium chromium-driver
+        else
+            echo "install.sh: chromium missing and no root/sudo: the browser test will be skipped." >&2
+        fi
+    else
+        echo "install.sh: chromium missing and no apt-get: the browser test will be skipped." >&2
+    fi
+fi

@@ -83,9 +83,15 @@ def test_info_prints_embedded_settings(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["job"]["prompt"] == "hello"
 
 
-def test_no_subcommand_explains_and_exits_nonzero(capsys):
-    assert app.main([]) != 0
-    assert "generate" in capsys.readouterr().err
+def test_no_subcommand_starts_the_studio(monkeypatch):
+    import studio.app
+
+    calls = []
+    monkeypatch.setattr(studio.app, "launch", lambda **kw: calls.append(kw))
+    assert app.main([]) == 0
+    assert app.main(["ui", "--port", "8123", "--host", "127.0.0.1"]) == 0
+    assert calls[0] == {"host": None, "port": None, "outputs": None}  # GRADIO_SERVER_NAME/PORT then apply
+    assert calls[1]["port"] == 8123 and calls[1]["host"] == "127.0.0.1"
 
 
 def test_plan_needs_no_weights_and_prints_json(capsys):
