@@ -182,6 +182,8 @@ def _frames(job: JobSpec, images: dict[str, Any] | None, events: Events, cancel:
                                       mode=memory.mode)
         return shape, plan_ladder(sizes, shape, facts, ram_gb=memory.ram_gb)  # no VRAM budget without a GPU
 
+    if source.kind == "hub" and _offline():
+        local_folder(source)  # not downloaded and no network: say which files, before any plan about them
     sizes = sizes_before_loading(source)
     shape, ladder = make_ladder(sizes, planned) if sizes is not None else (None, None)
 
@@ -299,6 +301,12 @@ def sizes_before_loading(source):
         return measure_folder(local_folder(source))
     except KinetographError:
         return None  # loading will say what is missing
+
+
+def _offline() -> bool:
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
 
 
 def local_folder(source) -> Path:
