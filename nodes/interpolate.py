@@ -21,7 +21,6 @@ from ..pipelines.jobs import InterpolateJob
 from ..pipelines.jobspec import MAX_SEED, MAX_STEPS
 from ..pipelines.tasks.interpolate import interpolate_in_memory
 from ..pipelines.video_io import MAX_FPS
-
 from . import _comfy
 
 __all__ = ["KinetographInterpolate"]
