@@ -223,6 +223,63 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_workflow(args: argparse.Namespace) -> int:
+    """`workflow run FILE` / `workflow validate FILE`: an API-format ComfyUI workflow of Kinetograph's nodes,
+    without ComfyUI (pipelines/workflows/runner.py)."""
+    from pipelines.workflows import runner
+
+    prompt, ui = runner.load_workflow_file(args.file)
+    if args.action == "validate":
+        order = runner.validate(prompt)
+        print(f"{args.file}: valid; {len(order)} of its {len(prompt)} nodes would run: "
+              + ", ".join(f"{n} ({runner.display_name(prompt[n]['class_type'])})" for n in order))
+        return 0
+    bar = NodeProgress(enabled=not args.quiet)
+    input_dirs = [*(args.input_dir or []), str(Path(args.file).resolve().parent),
+                  str(Path(__file__).resolve().parent / "assets" / "samples")]
+    try:
+        result = runner.run_workflow(prompt, out_dir=args.out or "outputs", input_dirs=input_dirs, ui_workflow=ui,
+                                     progress=bar)
+    finally:
+        bar.close()
+    for path in result.files:
+        print(f"wrote {path}")
+    for node_id, ui_out in result.outputs.items():
+        for text in (ui_out.get("text") or []) if isinstance(ui_out, dict) else []:
+            print(f"node {node_id}: {text}")
+    return 0
+
+
+class NodeProgress:
+    """Workflow progress: a line as each node starts, and a bar while it reports progress."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled, self.bar, self.node = enabled, None, None
+
+    def __call__(self, node_id, class_type, index, count, value, total) -> None:
+        if not self.enabled:
+            return
+        from pipelines.workflows.runner import display_name
+
+        if value < 0:
+            self.close()
+            print(f"[{index + 1}/{count}] node {node_id}: {display_name(class_type)}", file=sys.stderr)
+            return
+        from tqdm import tqdm
+
+        if self.bar is None or self.node != node_id or self.bar.total != total:
+            self.close()
+            self.node = node_id
+            self.bar = tqdm(total=total, desc=f"node {node_id}", leave=False, file=sys.stderr, dynamic_ncols=True)
+        self.bar.n = value
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
     """The web studio (studio/): localhost unless --host or GRADIO_SERVER_NAME says otherwise."""
     from studio.app import launch  # gradio loads only here: `import app` and the CLI stay fast
@@ -354,6 +411,17 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--port", type=int, help="port (default: GRADIO_SERVER_PORT, else 7860)")
     ui.add_argument("--outputs", help="outputs folder the studio writes and lists (default: outputs)")
     ui.set_defaults(func=cmd_ui)
+
+    flow = sub.add_parser("workflow", help="run or check an API-format ComfyUI workflow of Kinetograph's nodes "
+                                           "without ComfyUI (e.g. example_workflows/*_api.json)")
+    flow.add_argument("action", choices=("run", "validate"), help="run: execute it; validate: check it, run nothing")
+    flow.add_argument("file", help="an API-format workflow .json (ComfyUI: Export (API)), or a video written by "
+                                   "Kinetograph: Save Video (its workflow is inside)")
+    flow.add_argument("--out", help="folder for the videos Save Video writes (default: outputs)")
+    flow.add_argument("--input-dir", action="append", help="folder where LoadImage/LoadVideo file names are looked "
+                                                          "up (default: the workflow's folder, then assets/samples)")
+    flow.add_argument("--quiet", action="store_true", help="no progress")
+    flow.set_defaults(func=cmd_workflow)
 
     info = sub.add_parser("info", help="print the settings embedded in a Kinetograph output")
     info.add_argument("path")

@@ -19,16 +19,9 @@ from ..pipelines.interpolation import MAX_FACTOR
 from ..pipelines.interpolation.flow import QUALITY_SETTINGS
 from ..pipelines.jobs import InterpolateJob
 from ..pipelines.jobspec import MAX_SEED, MAX_STEPS
-from ..pipelines.progress import CancelToken
 from ..pipelines.tasks.interpolate import interpolate_in_memory
 from ..pipelines.video_io import MAX_FPS
-
-try:  # inside ComfyUI
-    import comfy.model_management as _comfy_mm
-    import comfy.utils as _comfy_utils
-except ImportError:  # standalone (tests, scripts): no progress bar, no interrupt
-    _comfy_mm = None
-    _comfy_utils = None
+from . import _comfy
 
 __all__ = ["KinetographInterpolate"]
 
@@ -41,14 +34,7 @@ METHODS = ["flow", "generative"]
 KEYFRAME_MODELS = presets_for_task("keyframes")  # presets that generate between a first and a last frame
 
 
-class _ComfyCancel(CancelToken):
-    """A CancelToken that also answers ComfyUI's Cancel button at every engine checkpoint
-    (raising ComfyUI's own InterruptProcessingException, so the run shows as interrupted)."""
-
-    def raise_if_cancelled(self) -> None:
-        if _comfy_mm is not None:
-            _comfy_mm.throw_exception_if_processing_interrupted()
-        super().raise_if_cancelled()
+_ComfyCancel = _comfy.ComfyCancel
 
 
 class KinetographInterpolate:
@@ -61,16 +47,20 @@ class KinetographInterpolate:
                 "images": ("IMAGE", {"tooltip": "The video frames, in order (at least 2)."}),
                 "fps": ("FLOAT", {"default": 16.0, "min": 0.001, "max": float(MAX_FPS), "step": 0.001,
                                   "tooltip": "Frame rate of the input frames (e.g. 16 for Wan, 24 for LTX, "
-                                             "23.976 for film)."}),
+                                             "23.976 for film). Ignored when 'source_fps' is connected: connect "
+                                             "the fps output of the node that made the frames there."}),
                 "mode": (MODES, {"default": "factor",
-                                 "tooltip": "factor: N times the frames. target fps: any output frame rate "
+                                 "tooltip": "factor: the frame rate times the factor; N frames become "
+                                            "(N-1)*factor+1 (each gap between two frames gets factor-1 new ones). "
+                                            "target fps: any output frame rate at or above the input's "
                                             "(e.g. 23.976 -> 60)."}),
                 "factor": ("INT", {"default": 2, "min": 2, "max": MAX_FACTOR, "step": 1,
-                                   "tooltip": "Used when mode is 'factor': output frames per input frame "
-                                              "(2 doubles the frame rate)."}),
+                                   "tooltip": "Used when mode is 'factor': 2 doubles the frame rate; N input frames "
+                                              "become (N-1)*factor+1."}),
                 "target_fps": ("FLOAT", {"default": 60.0, "min": 0.001, "max": float(MAX_FPS), "step": 0.001,
-                                         "tooltip": "Used when mode is 'target fps': the output frame rate "
-                                                    f"(at most {MAX_FACTOR}x the input fps)."}),
+                                         "tooltip": "Used when mode is 'target fps': the output frame rate, at least "
+                                                    f"the input's and at most {MAX_FACTOR}x it (a lower rate would "
+                                                    "drop frames and is refused)."}),
                 "slowmo": ("BOOLEAN", {"default": False,
                                        "tooltip": "Slow motion: keep the input fps and play the extra frames "
                                                   "(the video gets longer) instead of raising the fps."}),
@@ -97,6 +87,9 @@ class KinetographInterpolate:
                                   "tooltip": "generative: denoising steps; 0 uses the model's default."}),
                 "seed": ("INT", {"default": 0, "min": 0, "max": MAX_SEED, "step": 1,
                                  "tooltip": "generative: the seed, the same for every pair of frames."}),
+                "source_fps": ("FLOAT", {"forceInput": True,
+                                        "tooltip": "The input frames' frame rate from the node that made them "
+                                                   "(e.g. Generate Video's fps); when connected it replaces 'fps'."}),
             },
         }
 
@@ -105,20 +98,29 @@ class KinetographInterpolate:
     OUTPUT_TOOLTIPS = ("The interpolated frames (same size as the input).",
                        "Frame rate of the output frames: connect it to the video saver.")
     FUNCTION = "interpolate"
-    CATEGORY = "Kinetograph"
+    CATEGORY = _comfy.CATEGORY
     DESCRIPTION = ("Frame interpolation. flow: motion-compensated, without model weights. generative: a "
                    "first+last-frame video model generates the in-betweens. Scene cuts are never blended; "
                    "repeated frames (animation on twos) are smoothed over.")
 
+    @_comfy.comfy_errors({"fps": "target_fps", "factor": "factor", "model": "model"})
     def interpolate(self, images, fps, mode, factor, target_fps, slowmo, quality, method="flow", model="ltx-video",
-                    model_path="", prompt="", steps=0, seed=0):
+                    model_path="", prompt="", steps=0, seed=0, source_fps=None):
         if not isinstance(images, torch.Tensor) or images.ndim != 4:
             raise KinetographError("images must be an IMAGE batch (frames × height × width × channels); "
                                    "connect the frames of a video.")
+        images = images[..., :3]
+        if source_fps is not None:
+            fps = source_fps
         count, height, width = int(images.shape[0]), int(images.shape[1]), int(images.shape[2])
         if mode not in MODES:
             raise KinetographError(f"mode must be one of {', '.join(MODES)}, got {mode!r}.")
         by_factor = mode == "factor"
+        if (not by_factor and not slowmo and isinstance(target_fps, (int, float)) and isinstance(fps, (int, float))
+                and 0 < target_fps < fps):
+            raise KinetographError(
+                f"target_fps {target_fps:g} is below the input's {fps:g} fps: interpolation only adds frames, and "
+                f"this would drop some. Set target_fps to {fps:g} or more (or check 'fps' / 'source_fps').")
         generative = method == "generative"  # the job refuses any other method but flow
         # The widgets as a job: only the settings of the chosen method (the job checks them, once).
         job = InterpolateJob(
@@ -134,7 +136,7 @@ class KinetographInterpolate:
                                                    frame_count=count)
         total = plan.frames_out(count)
         bar.start(total)
-        device = _comfy_mm.intermediate_device() if _comfy_mm is not None else torch.device("cpu")
+        device = _comfy.intermediate_device()
         out = torch.empty((total, height, width, 3), dtype=torch.float32, device=device)
         written = 0
         for frame in stream:
@@ -157,12 +159,11 @@ class _ProgressBar:
         self.bar = None
         self.total = 0
         self.value = 0
-        self.shows = _comfy_utils is not None
+        self.shows = _comfy.utils is not None
 
     def start(self, frames: int) -> None:
         self.total = frames * self.units
-        if _comfy_utils is not None:
-            self.bar = _comfy_utils.ProgressBar(self.total)
+        self.bar = _comfy.progress_bar(self.total)
 
     def __call__(self, event) -> None:
         if self.bar is None:
@@ -183,10 +184,4 @@ class _ProgressBar:
             self.bar.update_absolute(self.value, self.total, preview)
 
 
-def _preview_image(frames):
-    """ComfyUI's preview tuple for a preview's middle frame, enlarged to be seen."""
-    from PIL import Image
-
-    frame = Image.fromarray(frames[len(frames) // 2])
-    scale = max(1, 256 // max(frame.size))
-    return ("JPEG", frame.resize((frame.width * scale, frame.height * scale), Image.NEAREST), 512)
+_preview_image = _comfy.preview_image

@@ -76,9 +76,12 @@ def generate_frames(job: JobSpec, images: dict[str, Any] | None = None, progress
                     cancel: CancelToken | None = None, manager: ModelManager | None = None,
                     device_facts: DeviceFacts | None = None, budget_gb: float | None = None,
                     ram_gb: float | None = None, memory_mode: str | None = None,
-                    encoded_prompt: EncodedPrompt | None = None, events: Events | None = None) -> GeneratedFrames:
-    """A generation's frames in memory, nothing written (see ``tasks.generate.generate_frames``)."""
-    memory = MemoryOptions(budget_gb=budget_gb, ram_gb=ram_gb, mode=memory_mode, device_facts=device_facts)
+                    encoded_prompt: EncodedPrompt | None = None, events: Events | None = None,
+                    dtype: str | None = None) -> GeneratedFrames:
+    """A generation's frames in memory, nothing written (see ``tasks.generate.generate_frames``).
+    ``dtype``: load the weights in this dtype instead of the automatic choice (fp32 on the CPU)."""
+    memory = MemoryOptions(budget_gb=budget_gb, ram_gb=ram_gb, mode=memory_mode, device_facts=device_facts,
+                           dtype=dtype)
     return _generate_frames(job, images=images, events=events if events is not None else as_events(progress),
                             cancel=cancel, manager=manager, memory=memory, encoded_prompt=encoded_prompt)
 

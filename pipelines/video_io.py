@@ -753,6 +753,9 @@ class VideoWriter:
 
     ``crf``: 0..51, lower is better (18 is visually lossless; 0 is lossless but not playable
     in browsers). ``preset``: x264 speed/size trade-off.
+
+    ``tags``: extra text tags for the mp4 (the ComfyUI node pack stores ComfyUI's ``prompt`` and
+    ``workflow`` there, so the video can be dropped onto ComfyUI); none by default.
     """
 
     def __init__(
@@ -767,8 +770,12 @@ class VideoWriter:
         overwrite: bool = False,
         rename_if_taken: bool = False,
         remedy: str = "choose another --out",
+        tags: dict[str, str] | None = None,
     ):
         self._remedy = remedy
+        # Extra container tags (e.g. ComfyUI's "prompt" and "workflow" JSON), written as mp4 metadata
+        # keys beside the comment tag, as ComfyUI's own SaveVideo writes them (movflags use_metadata_tags).
+        self._tags = {str(k): str(v) for k, v in (tags or {}).items() if str(k) != METADATA_TAG}
         self.path = check_output_path(path, overwrite, remedy)  # folder made and writable, name valid
         self._rate = fps_as_fraction(fps)
         self.fps = float(self._rate)
@@ -967,10 +974,13 @@ class VideoWriter:
     def _mux_final(self, embedded_json: str) -> None:
         """Copy the encoded video, plus audio and metadata, into the faststart mp4."""
         duration_s = self.frames_written / self._rate
+        movflags = "+faststart+use_metadata_tags" if self._tags else "+faststart"
         with av.open(str(self.partial_path)) as video_in, av.open(
-            str(self._muxing_path), "w", format="mp4", container_options={"movflags": "+faststart"}
+            str(self._muxing_path), "w", format="mp4", container_options={"movflags": movflags}
         ) as output:
             output.metadata[METADATA_TAG] = embedded_json
+            for key, value in self._tags.items():
+                output.metadata[key] = value
             video_in_stream = video_in.streams.video[0]
             video_out_stream = output.add_stream_from_template(video_in_stream)
             packet_streams = [_retargeted(video_in.demux(video_in_stream), video_out_stream)]

@@ -66,7 +66,7 @@ def run(node_cls, images, **kwargs):
 
 
 def test_registered(pack, node_cls):
-    assert pack.NODE_CLASS_MAPPINGS == {"KinetographInterpolate": node_cls}
+    assert pack.NODE_CLASS_MAPPINGS["KinetographInterpolate"] is node_cls
     assert pack.NODE_DISPLAY_NAME_MAPPINGS["KinetographInterpolate"] == "Kinetograph: Interpolate Frames"
     assert node_cls.CATEGORY == "Kinetograph"
 
@@ -78,9 +78,12 @@ def test_input_and_return_types_are_well_formed(pack, node_cls):
     required, optional = spec["required"], spec["optional"]
     assert list(required) == ["images", "fps", "mode", "factor", "target_fps", "slowmo", "quality"]
     # optional, so that workflows saved before the generative method still load unchanged
-    assert list(optional) == ["method", "model", "model_path", "prompt", "steps", "seed"]
+    assert list(optional) == ["method", "model", "model_path", "prompt", "steps", "seed", "source_fps"]
+    assert optional["source_fps"] == ("FLOAT", {"forceInput": True, "tooltip": optional["source_fps"][1]["tooltip"]})
     for name, (kind, options) in {**required, **optional}.items():
         assert options.get("tooltip"), name
+        if options.get("forceInput"):
+            continue
         if isinstance(kind, list):  # COMBO
             assert kind and all(isinstance(v, str) for v in kind)
             assert options["default"] in kind
@@ -147,6 +150,7 @@ def inside_comfyui(monkeypatch, pack):
     """The node as if inside ComfyUI: a recording ProgressBar and an interrupt flag that
     ``throw_exception_if_processing_interrupted`` checks (and counts)."""
     module = sys.modules[PACK + ".nodes.interpolate"]
+    glue = sys.modules[PACK + ".nodes._comfy"]
     comfy = SimpleNamespace(module=module, updates=[], previews=[], checks=0, interrupt=False)
 
     class Bar:
@@ -164,8 +168,8 @@ def inside_comfyui(monkeypatch, pack):
         if comfy.interrupt:
             raise Interrupted
 
-    monkeypatch.setattr(module, "_comfy_utils", SimpleNamespace(ProgressBar=Bar))
-    monkeypatch.setattr(module, "_comfy_mm", SimpleNamespace(
+    monkeypatch.setattr(glue, "utils", SimpleNamespace(ProgressBar=Bar))
+    monkeypatch.setattr(glue, "mm", SimpleNamespace(
         intermediate_device=lambda: torch.device("cpu"),
         throw_exception_if_processing_interrupted=throw_if_interrupted))
     return comfy
@@ -195,6 +199,16 @@ def test_generative_progress_moves_with_denoising_steps(inside_comfyui, node_cls
     assert len(inside_comfyui.previews) == 2 * 4  # two pairs, four denoising steps each
     kind, image, size = inside_comfyui.previews[0]
     assert kind == "JPEG" and size == 512 and min(image.size) >= 1
+
+
+def test_fps_follows_the_source_and_a_lower_target_is_refused(node_cls, error_type):
+    """Issue 20: the fps comes from the upstream node when connected; a target below it would drop frames."""
+    out, fps = run(node_cls, moving_square(count=4), fps=16.0, source_fps=25.0, factor=2)
+    assert fps == 50.0 and out.shape[0] == (4 - 1) * 2 + 1
+    with pytest.raises(error_type, match="target_fps 20 is below the input's 25 fps.*drop"):
+        run(node_cls, moving_square(count=3), source_fps=25.0, mode="target fps", target_fps=20.0)
+    tooltip = node_cls.INPUT_TYPES()["required"]["factor"][1]["tooltip"]
+    assert "(N-1)*factor+1" in tooltip
 
 
 def test_one_frame_is_refused_with_advice(node_cls, error_type):

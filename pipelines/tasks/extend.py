@@ -69,7 +69,7 @@ class Layout:
 
 
 def extend(job: ExtendJob, events: Events, cancel: CancelToken, manager: ModelManager, *,
-           output_dir: str | Path | None = None, overwrite: bool = False, memory=None) -> Result:
+           output_dir: str | Path | None = None, overwrite: bool = False, memory=None, crf: int = 18) -> Result:
     """Extend ``job.input`` by ``job.seconds`` (or make a video of that length) and write it.
 
     Args:
@@ -81,6 +81,7 @@ def extend(job: ExtendJob, events: Events, cancel: CancelToken, manager: ModelMa
         output_dir: folder for default names of a video made from nothing (an extension goes beside its input).
         overwrite: replace ``job.out`` if it exists.
         memory: ``tasks.generate.MemoryOptions`` for every generation (budget, RAM, mode).
+        crf: the output's x264 quality (``extend_in_memory`` asks for 0, lossless, as it reads the frames back).
     """
     from ..output_paths import check_output_path
     from ..video_io import VideoWriter, iter_frames, probe_video, read_frames, unique_output_path
@@ -193,7 +194,7 @@ def extend(job: ExtendJob, events: Events, cancel: CancelToken, manager: ModelMa
         seg["frames"] for seg in store.segments) + len(held)
     written = 0
     events.progress("write", 0, total)
-    with VideoWriter(out, layout.fps, metadata=metadata, overwrite=overwrite) as writer:
+    with VideoWriter(out, layout.fps, metadata=metadata, overwrite=overwrite, crf=crf) as writer:
         if info is not None:
             for frame in iter_frames(job.input, 0, info.frame_count - len_held_input):
                 writer.write(frame)
@@ -348,3 +349,35 @@ def _job_key(job: ExtendJob, source_record: dict[str, Any] | None) -> str:
     return hashlib.sha256(data.encode()).hexdigest()
 
 
+
+
+# ------------------------------------------------------------------ frames in memory
+def extend_in_memory(job: ExtendJob, frames, src_fps, events: Events | None = None, cancel: CancelToken | None = None,
+                     manager: ModelManager | None = None, memory=None) -> tuple[Result, np.ndarray]:
+    """``extend`` for frames already in memory (a ComfyUI IMAGE batch): returns ``(result, frames)``,
+    the extended video as RGB uint8 ``T×H×W×3``, nothing left on disk.
+
+    ``frames``: RGB uint8 (or float 0..1) ``T×H×W×3`` at ``src_fps``, or None to make a video from the
+    prompt or timeline alone. The loop above is unchanged: the frames go to a lossless temporary
+    file (the same yuv420p frames a video file would hold) that is the job's input, the output is
+    written beside it losslessly (``crf=0``) and read back, and the folder is removed. ``job.input``/``job.out`` are ignored;
+    the returned result's job names the temporary input, so it is no re-runnable record.
+    """
+    import tempfile
+
+    from ..engine import default_manager
+    from ..video_io import VideoWriter, read_frames
+
+    events = events if events is not None else Events()
+    cancel = cancel or CancelToken()
+    with tempfile.TemporaryDirectory(prefix="kinetograph-extend-") as folder:
+        source = None
+        if frames is not None:
+            source = Path(folder) / "input.mp4"
+            with VideoWriter(source, src_fps, crf=0, preset="ultrafast") as writer:
+                writer.write(frames)
+        job = dataclasses.replace(job, input=None if source is None else str(source),
+                                  out=str(Path(folder) / "extended.mp4"))
+        job.check()
+        result = extend(job, events, cancel, manager or default_manager(), memory=memory, crf=0)
+        return result, read_frames(result.path)

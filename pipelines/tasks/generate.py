@@ -87,6 +87,7 @@ class MemoryOptions:
     ram_gb: float | None = None
     mode: str | None = None
     device_facts: DeviceFacts | None = None
+    dtype: str | None = None  # "float32" | "bfloat16" | "float16": the weights' dtype instead of the automatic one
 
 
 # --------------------------------------------------------------------------- the task
@@ -164,6 +165,8 @@ def _frames(job: JobSpec, images: dict[str, Any] | None, events: Events, cancel:
     # ---- before anything is loaded: the model, the images, the family's rules
     facts = memory.device_facts or DeviceFacts.detect()
     source = resolve_model(job.model, job.task, prefer_cuda=facts.has_cuda, denoiser_file=job.transformer)
+    if memory.dtype is not None:
+        source = dataclasses.replace(source, dtype=memory.dtype, component_dtypes={})
     adapter = source.family.adapter
     read_notes: list[str] = []  # what reading the image files changed (transparency, bit depth)
     image_arrays, inputs = _input_images(job, images, read_notes)
