@@ -315,6 +315,7 @@ def build(config: J.StudioConfig | None = None, runner: J.Runner | None = None) 
                     h_restore = gr.Button("Restore settings")
                     h_again = gr.Button("Run again")
                     h_vary = gr.Button("Vary seed")
+                    h_export = gr.Button("Export as ComfyUI workflow")
                 with gr.Row():
                     with gr.Column(scale=2):
                         h_gallery = gr.Gallery(label="Outputs", columns=4, height="auto", allow_preview=False)
@@ -323,6 +324,8 @@ def build(config: J.StudioConfig | None = None, runner: J.Runner | None = None) 
                                          file_types=[".mp4", ".json"], type="filepath")
                         h_selected = gr.Textbox(label="Selected output", interactive=False)
                         h_settings = gr.JSON(label="Its settings")
+                        h_workflow = gr.File(label="ComfyUI workflow (API and UI format)", file_count="multiple",
+                                             interactive=False)
                 h_status = gr.Markdown()
                 h_preview = gr.Image(label="Live preview", type="numpy", interactive=False)
                 h_result = gr.Video(label="Result", interactive=False)
@@ -489,6 +492,15 @@ def build(config: J.StudioConfig | None = None, runner: J.Runner | None = None) 
         for button, vary in ((h_again, False), (h_vary, True)):
             button.click(ui_again, [h_selected, gr.State(vary)], [h_status, h_preview, h_result, h_settings],
                          show_progress_on=[h_status], api_visibility="private", **job_events)
+
+        def export_workflow(output=None):
+            """The ComfyUI workflow (API- and UI-format JSON) that makes an output again with the pack's nodes."""
+            try:
+                return J.export_workflow(output, config)
+            except KinetographError as exc:
+                raise gr.Error(str(exc), print_exception=False) from None
+
+        h_export.click(export_workflow, h_selected, h_workflow, api_name="export_workflow")
 
         # ---------------------------------------------------------------- named API endpoints
         def generate(prompt=None, model=None, task=None, image=None, last_image=None, frames=None, width=None,

@@ -534,6 +534,28 @@ def job_in_output(path: Path):
     return kind, job_from_dict(kind, meta["job"]), meta
 
 
+def export_workflow(path: Any, config: StudioConfig) -> list[str]:
+    """Write the ComfyUI workflow (API and UI format) that makes an output again with the pack's nodes,
+    beside it in the outputs folder; returns the two files."""
+    import json
+
+    from pipelines.workflows.export import workflow_for_job
+
+    output = output_file(path, config)
+    _kind, job, _meta = job_in_output(output)
+    api, ui = workflow_for_job(job)
+    folder = config.outputs / "workflows"
+    folder.mkdir(parents=True, exist_ok=True)
+    files = []
+    for suffix, data in (("comfyui_api", api), ("comfyui", ui)):
+        target = folder / f"{output.stem}.{suffix}.json"
+        temporary = target.with_name(f".{target.name}.partial")
+        temporary.write_text(json.dumps(data, indent=1))
+        os.replace(temporary, target)
+        files.append(str(target))
+    return files
+
+
 def rerun_job(path: Any, config: StudioConfig, vary_seed: bool = False):
     """The job an output carries, ready to run again (the engine's ``rerun`` rules: inputs checked
     against their hashes, a new output name) — with a new seed for "vary seed"."""

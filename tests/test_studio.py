@@ -1,6 +1,7 @@
 """The web studio driven through gradio_client on tiny models: every named endpoint, cancel, restore
 settings, bad and hostile input (clear errors, the server keeps serving, nothing written outside the
 outputs folder), two clients served in order."""
+import json
 import os
 import socket
 import threading
@@ -264,3 +265,20 @@ def test_studio_form_rules_follow_the_family():
     labels = dict((v, k) for k, v in model_choices())
     assert "noise: smoke tests" in labels["tiny-ltx"] and "noise" not in labels["ltx-video"]
     assert "svd-xt" not in dict((v, k) for k, v in model_choices("t2v"))
+
+
+def test_export_as_comfyui_workflow_makes_the_same_frames_headless(client, made, tmp_path):
+    """History's export: the API-format workflow, run by the headless runner, remakes the output."""
+    import numpy as np
+
+    from pipelines.video_io import read_frames
+    from pipelines.workflows import runner
+
+    _video, meta = made
+    files = client.predict(output=meta["output"], api_name="/export_workflow")
+    paths = sorted(Path(f["path"] if isinstance(f, dict) else f) for f in files)
+    api = json.loads(next(p for p in paths if p.name.endswith(".comfyui_api.json")).read_text())
+    ui = json.loads(next(p for p in paths if p.name.endswith(".comfyui.json")).read_text())
+    assert {str(n["id"]) for n in ui["nodes"]} == set(api)
+    (video,) = runner.run_workflow(api, out_dir=tmp_path / "flow").files
+    assert np.array_equal(read_frames(video), read_frames(meta["output"]))
