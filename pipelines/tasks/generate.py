@@ -23,6 +23,7 @@ from typing import Any
 from ..errors import KinetographError
 from ..events import Events
 from ..families import uses_cfg
+from ..jobs import MemoryOptions  # re-exported: how a run may use memory (checked in engine.run)
 from ..jobspec import MAX_SEED, JobSpec
 from ..memory import (
     DeviceFacts,
@@ -78,16 +79,6 @@ class GeneratedFrames:
         return self.source.describe()
 
 
-@dataclass(frozen=True)
-class MemoryOptions:
-    """How the run may use memory; not part of the job (it never changes the frames)."""
-
-    budget_gb: float | None = None
-    ram_gb: float | None = None
-    mode: str | None = None
-    device_facts: DeviceFacts | None = None
-
-
 # --------------------------------------------------------------------------- the task
 def generate(job: JobSpec, events: Events, cancel: CancelToken, manager: ModelManager, *,
              output_dir: str | Path | None = None, overwrite: bool = False,
@@ -110,6 +101,11 @@ def generate(job: JobSpec, events: Events, cancel: CancelToken, manager: ModelMa
     made = _frames(job, None, events, cancel, manager, memory, None)
     run_job, frames = made.job, made.frames
     notes = made.notes + ([out_note] if out_note else [])
+    if run_job.width % 2 or run_job.height % 2:  # the writer pads to even sizes (H.264 yuv420p)
+        notes.append(f"size {run_job.width}x{run_job.height} padded to {run_job.width + run_job.width % 2}x"
+                     f"{run_job.height + run_job.height % 2} by repeating the edge pixels (H.264 needs even sizes)")
+    for note in notes:  # every change to the request, said aloud (and stored in the metadata below)
+        events.note(note)
     inputs = {key: file_record(getattr(run_job, key)) for key, origin in made.inputs.items() if origin == "file"}
     metadata = base_metadata("generate", run_job, model=made.model, seed=run_job.seed, inputs=inputs,
                              device=made.device.to_dict())
@@ -147,6 +143,7 @@ def generate_frames(job: JobSpec, images: dict[str, Any] | None = None, events: 
     from ..engine import default_manager
 
     job.check()
+    memory.check()
     return _frames(job, images, events if events is not None else Events(), cancel or CancelToken(),
                    manager or default_manager(), memory, encoded_prompt)
 
@@ -193,7 +190,7 @@ def _frames(job: JobSpec, images: dict[str, Any] | None, events: Events, cancel:
     events.progress("load", 1, 1)
 
     job = job.adapted_to(source.family, *adapter.model_rules(pipe))  # the loaded model's real ratios
-    adapter.check_model(pipe, job)
+    adapter.check_model(pipe, job)  # what the loaded model cannot do (e.g. a step count its scheduler refuses)
     pil_images, image_notes = fit_images(image_arrays, job.width, job.height)
     if ladder is None or (job.frames, job.height, job.width) != (shape.frames, shape.height, shape.width):
         shape, ladder = make_ladder(measure_components(pipe), job)
@@ -251,11 +248,21 @@ def _frames(job: JobSpec, images: dict[str, Any] | None, events: Events, cancel:
         **measured,  # stage_peaks (allocated, reserved, device used, RSS per stage), job_peaks, budget kept
     }
     return GeneratedFrames(frames=frames, job=job, source=source, device=facts, memory=memory_record,
-                           attempts=runner.attempts, notes=[*job.adjustments, *image_notes, *runner.notes],
+                           attempts=runner.attempts,
+                           notes=[*job.adjustments, *alpha_notes(job, inputs), *image_notes,
+                                  *_unused_memory_notes(memory, facts), *runner.notes],
                            timings=timings, inputs=dict(inputs), encoded_prompt=EncodedPrompt(prompt_key, embeds))
 
 
 # ------------------------------------------------------------------------ helpers
+def _unused_memory_notes(memory: MemoryOptions, facts: DeviceFacts) -> list[str]:
+    """Said aloud: a VRAM budget or memory mode on a machine without CUDA changes nothing."""
+    if facts.has_cuda or (memory.budget_gb is None and memory.mode in (None, "auto")):
+        return []
+    return ["no CUDA device: the VRAM budget and memory mode apply to a GPU and were not used "
+            "(the whole pipeline ran on the CPU)"]
+
+
 def _encode_with_encoders_alone(source, adapter, job: JobSpec, plan, facts, events: Events,
                                 timings: dict[str, float]) -> dict[str, Any]:
     """Staged loading: load only the text encoders, encode the prompt, release them."""
@@ -367,6 +374,24 @@ def _input_images(job: JobSpec, given: dict[str, Any] | None) -> tuple[dict[str,
         elif label:
             images[key], inputs[key] = read_image(label), "file"
     return images, inputs
+
+
+def alpha_notes(job: JobSpec, inputs: dict[str, str]) -> list[str]:
+    """Said aloud: the transparent areas of an image file were composited onto white (``read_image``)."""
+    from PIL import Image
+
+    notes = []
+    for key, origin in inputs.items():
+        if origin != "file":
+            continue
+        try:
+            with Image.open(getattr(job, key)) as image:  # the header only; read_image read the file already
+                transparent = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
+        except Exception:  # noqa: BLE001 - a note is never worth failing a job that read the image
+            continue
+        if transparent:
+            notes.append(f"{key} {getattr(job, key)} has transparency: composited onto white")
+    return notes
 
 
 def _reset_peaks(facts: DeviceFacts) -> None:
