@@ -66,7 +66,9 @@ class JobSpec:
                                        "a hub repo id or a local folder.")
         if not isinstance(self.adjustments, tuple) or not all(isinstance(a, str) for a in self.adjustments):
             raise field_error("adjustments", "{adjustments} must be a list of notes (text); the stored job is damaged.")
-        for name in ("prompt", "negative_prompt", "image", "last_image", "transformer", "out", "name"):
+        if not isinstance(self.prompt, str):
+            raise field_error("prompt", f"{{prompt}} must be text, got {type(self.prompt).__name__}.")
+        for name in ("negative_prompt", "image", "last_image", "transformer", "out", "name"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
                 raise field_error(name, f"{{{name}}} must be text, got {type(value).__name__}.")
