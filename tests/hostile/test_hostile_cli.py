@@ -34,8 +34,14 @@ def run_main(argv, capsys) -> tuple[int, str]:
 @pytest.fixture
 def place(tmp_path, monkeypatch, corpus):
     """cwd = tmp_path (default outputs land there), the output folder tmp_path/out, and the snapshot."""
+    import logging
+
     monkeypatch.chdir(tmp_path)
     (tmp_path / "out").mkdir()
+    # diffusers' warnings go through a handler bound to the stderr of whichever test made it (closed since,
+    # under capsys): quiet them here, so that a "--- Logging error ---" artifact is not read as a traceback.
+    for name in ("diffusers", "transformers"):
+        monkeypatch.setattr(logging.getLogger(name), "level", logging.ERROR)
     return tmp_path
 
 
@@ -266,3 +272,14 @@ def test_in_a_real_process(args, place, capsys):
     result = run_cli(*args, cwd=place)
     assert_clean_outcome(result.returncode, result.stderr, before, snapshot(place))
     assert result.returncode == 2
+
+
+def test_a_transparent_start_image_is_said_to_be_composited(place, corpus, capsys):
+    from pipelines.video_io import read_metadata
+
+    out = place / "out" / "alpha.mp4"
+    code, err = check(place, ["generate", "--task", "i2v", *TINY[:-1], "--prompt", "x", "--seed", "1",
+                              "--image", corpus["rgba png"], "--out", out], capsys)
+    assert code == 0, err
+    assert "note: image " in err and "has transparency: composited onto white" in err
+    assert any("composited onto white" in n for n in read_metadata(out)["notes"])
