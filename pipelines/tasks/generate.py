@@ -82,7 +82,7 @@ class GeneratedFrames:
 # --------------------------------------------------------------------------- the task
 def generate(job: JobSpec, events: Events, cancel: CancelToken, manager: ModelManager, *,
              output_dir: str | Path | None = None, overwrite: bool = False,
-             memory: MemoryOptions = MemoryOptions()) -> Result:
+             memory: MemoryOptions | None = None) -> Result:
     """Run one generation job end to end and write its video.
 
     Args:
@@ -95,6 +95,7 @@ def generate(job: JobSpec, events: Events, cancel: CancelToken, manager: ModelMa
         memory: VRAM/RAM budget and forced memory mode (the planner picks otherwise).
     """
     started = time.perf_counter()
+    memory = memory or MemoryOptions()
     if job.seed is None:  # drawn now, so the output's name (which carries it) is known before the work
         job = dataclasses.replace(job, seed=random.randint(0, MAX_SEED))
     out_path, out_note = output_path(job, output_dir, overwrite)  # a bad output path fails before the work
@@ -128,7 +129,7 @@ def generate(job: JobSpec, events: Events, cancel: CancelToken, manager: ModelMa
 
 def generate_frames(job: JobSpec, images: dict[str, Any] | None = None, events: Events | None = None,
                     cancel: CancelToken | None = None, manager: ModelManager | None = None,
-                    memory: MemoryOptions = MemoryOptions(),
+                    memory: MemoryOptions | None = None,
                     encoded_prompt: EncodedPrompt | None = None) -> GeneratedFrames:
     """Run one generation job and return its frames in memory (nothing is written).
 
@@ -143,7 +144,7 @@ def generate_frames(job: JobSpec, images: dict[str, Any] | None = None, events: 
     from ..engine import default_manager
 
     job.check()
-    memory.check()
+    memory = (memory or MemoryOptions()).check()
     return _frames(job, images, events if events is not None else Events(), cancel or CancelToken(),
                    manager or default_manager(), memory, encoded_prompt)
 
