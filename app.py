@@ -26,6 +26,7 @@ class TerminalProgress:
         self.enabled = enabled
         self.stage: str | None = None
         self.bar = None
+        self.notes: list[str] = []  # printed as they came; the summary does not repeat them
 
     def __call__(self, event) -> None:
         from pipelines.events import Note, Progress
@@ -33,7 +34,10 @@ class TerminalProgress:
         if not self.enabled:
             return
         if isinstance(event, Note):
-            print(f"note: {event.text}", file=sys.stderr)
+            from tqdm import tqdm
+
+            tqdm.write(f"note: {event.text}", file=sys.stderr)  # on its own line, above any bar
+            self.notes.append(event.text)
         if not isinstance(event, Progress):
             return
         if event.within:  # inner work: shown after the enclosing bar
@@ -94,7 +98,7 @@ def run_job(job, args: argparse.Namespace, preview_dir: str | None = None, **opt
     if getattr(args, "json", False):
         print(json.dumps(result.to_dict(), default=str))
     else:
-        print(result.summary())
+        print(result.summary(skip_notes=bar.notes))
     return result
 
 
@@ -161,6 +165,8 @@ def cmd_rerun(args: argparse.Namespace) -> int:
 
     from pipelines.results import job_from_output
 
+    if not args.output.strip():
+        raise KinetographError("rerun needs the path of a Kinetograph output (.mp4 or its .json sidecar).")
     job, _meta = job_from_output(args.output)
     job = dataclasses.replace(job, out=args.out)  # None: a new name is chosen, never the original's
     run_job(job, args, overwrite=args.overwrite, output_dir=args.output_dir)
@@ -197,6 +203,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def cmd_info(args: argparse.Namespace) -> int:
     from pipelines.video_io import read_metadata
 
+    if not args.path.strip():
+        raise KinetographError("info needs the path of a Kinetograph output (.mp4 or its .json sidecar).")
     print(json.dumps(read_metadata(args.path), indent=2))
     return 0
 
@@ -220,6 +228,9 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
     print(f"wrote {result.path}  ({d['frames_in']} -> {result.frame_count} frames, "
           f"{d['src_fps']:g} -> {result.fps:g} fps, {d['ms_per_frame']:.0f} ms per output frame{made_by}"
           + (f", scene cuts kept at input frames {d['scene_cuts']}" if d["scene_cuts"] else "") + ")")
+    for note in result.notes:
+        if note not in bar.notes:  # not shown as it came (--quiet)
+            print(f"note: {note}")
     return 0
 
 
@@ -454,6 +465,20 @@ def _catch_termination() -> dict:
     return {signum: signal.signal(signum, _on_terminate) for signum in _TERMINATING_SIGNALS}
 
 
+# A job's settings in the CLI's words, where they are not simply --field-name (engine errors name
+# the setting at fault by its field; see KinetographError.worded).
+CLI_WORDS = {
+    "generate": {"mode": "--memory-mode"},
+    "interpolate": {"input": "INPUT", "src_fps": "the input video's frame rate"},
+    "rerun": {"mode": "--memory-mode"},
+}
+
+
+def cli_word(field: str, command: str | None) -> str:
+    """How the CLI names a job's ``field`` in ``command``: its flag (``budget_gb`` -> ``--budget-gb``)."""
+    return CLI_WORDS.get(command or "", {}).get(field) or "--" + field.replace("_", "-")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -471,7 +496,8 @@ def main(argv: list[str] | None = None) -> int:
         print("cancelled: interrupted; no output was written.", file=sys.stderr)
         return 130
     except KinetographError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {exc.worded({field: cli_word(field, args.command) for field in exc.fields})}",
+              file=sys.stderr)
         return 2
     finally:
         for signum, handler in previous.items():

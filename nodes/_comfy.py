@@ -161,7 +161,9 @@ def comfy_errors(inputs: dict[str, str] | None = None):
             except JobCancelled:
                 raise
             except KinetographError as exc:
-                raise type(exc)(in_comfy_words(str(exc), inputs)) from None
+                # The engine names the settings at fault as fields; as flags they get the node's input words.
+                as_flags = exc.worded({name: "--" + name.replace("_", "-") for name in exc.fields})
+                raise type(exc)(in_comfy_words(as_flags, inputs)) from None
 
         return run
 

@@ -10,10 +10,12 @@ video model generates each pair's in-betweens; its options are the optional inpu
 """
 from __future__ import annotations
 
+import logging
+
 import torch
 
 from ..pipelines.errors import KinetographError
-from ..pipelines.events import Events, Preview, Progress
+from ..pipelines.events import Events, Note, Preview, Progress
 from ..pipelines.families import presets_for_task
 from ..pipelines.interpolation import MAX_FACTOR
 from ..pipelines.interpolation.flow import QUALITY_SETTINGS
@@ -106,11 +108,28 @@ class KinetographInterpolate:
     @_comfy.comfy_errors({"fps": "target_fps", "factor": "factor", "model": "model"})
     def interpolate(self, images, fps, mode, factor, target_fps, slowmo, quality, method="flow", model="ltx-video",
                     model_path="", prompt="", steps=0, seed=0, source_fps=None):
-        if not isinstance(images, torch.Tensor) or images.ndim != 4:
-            raise KinetographError("images must be an IMAGE batch (frames × height × width × channels); "
+        """The node's one call. Errors name this node's inputs (``target_fps``, not ``--fps``).
+
+        What the engine changed on the way (it says so as note events) goes to ComfyUI's console log,
+        since the node's outputs are only the frames and their fps."""
+        try:
+            return self._interpolate(images, fps, mode, factor, target_fps, slowmo, quality, method, model,
+                                     model_path, prompt, steps, seed, source_fps)
+        except KinetographError as error:
+            raise type(error)(error.worded(NODE_WORDS)) from None
+
+    def _interpolate(self, images, fps, mode, factor, target_fps, slowmo, quality, method, model, model_path,
+                     prompt, steps, seed, source_fps):
+        if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[-1] not in (3, 4):
+            raise KinetographError("images must be an IMAGE batch (frames × height × width × 3 channels); "
                                    "connect the frames of a video.")
-        images = images[..., :3]
-        if source_fps is not None:
+        if not (images.is_floating_point() or images.dtype == torch.uint8):
+            raise KinetographError(f"images must hold float (0..1) or 8-bit pixels, got {images.dtype}.")
+        if images.is_floating_point() and images.dtype not in (torch.float32, torch.float64):
+            images = images.float()  # bfloat16 / float16 batches (numpy has no bfloat16)
+        if images.shape[-1] == 4:
+            images = images[..., :3]  # RGBA batch: the colour channels (ComfyUI keeps alpha as a MASK)
+        if source_fps is not None:  # the upstream node's own rate wins over the fps widget
             fps = source_fps
         count, height, width = int(images.shape[0]), int(images.shape[1]), int(images.shape[2])
         if mode not in MODES:
@@ -131,7 +150,7 @@ class KinetographInterpolate:
             seed=seed if generative else None)
         cancel = _ComfyCancel()
         bar = _ProgressBar(generative)
-        events = Events([bar], preview_every=1 if generative and bar.shows else 0)
+        events = Events([bar, _log_note], preview_every=1 if generative and bar.shows else 0)
         _job, plan, stream = interpolate_in_memory(job, images, fps, events=events, cancel=cancel,
                                                    frame_count=count)
         total = plan.frames_out(count)
@@ -147,6 +166,16 @@ class KinetographInterpolate:
         if written < total:
             out = out[:written]
         return (out, float(plan.out_fps))
+
+
+# This node's words for the engine's settings, in its error messages (see KinetographError.worded).
+NODE_WORDS = {"fps": "target_fps", "src_fps": "fps", "input": "images", "model": "model (or model_path)"}
+
+
+def _log_note(event) -> None:
+    """An engine-event subscriber: what the engine changed from the request, in ComfyUI's console log."""
+    if isinstance(event, Note):
+        logging.getLogger("kinetograph").info("Kinetograph: Interpolate Frames: %s", event.text)
 
 
 class _ProgressBar:

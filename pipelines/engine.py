@@ -12,7 +12,7 @@ from typing import Any
 
 from .errors import KinetographError
 from .events import Events, as_events
-from .jobs import InterpolateJob, job_kind
+from .jobs import InterpolateJob, MemoryOptions, job_kind
 from .jobspec import JobSpec
 from .memory import DeviceFacts
 from .models import ModelManager, resolve_model
@@ -21,7 +21,6 @@ from .results import METADATA_FORMAT, Result, __version__
 from .tasks.generate import (
     EncodedPrompt,
     GeneratedFrames,
-    MemoryOptions,
     local_folder,
     sizes_before_loading,
 )
@@ -57,8 +56,8 @@ def run(job, events: Events | Callable[..., Any] | None = None, cancel: CancelTo
     manager = manager or default_manager()
     kind = job_kind(job)
     job.check()
+    memory = MemoryOptions(budget_gb=budget_gb, ram_gb=ram_gb, mode=memory_mode, device_facts=device_facts).check()
     cancel.raise_if_cancelled()
-    memory = MemoryOptions(budget_gb=budget_gb, ram_gb=ram_gb, mode=memory_mode, device_facts=device_facts)
     if kind == "generate":
         from .tasks.generate import generate
 
@@ -114,6 +113,10 @@ def plan_for_model(model: str, task: str = "t2v", frames: int | None = None, wid
     from .memory import JobShape, plan_memory, profile_sizes
     from .memory.sizes import REPO_PROFILES
 
+    # The job's shape and the memory options are checked before anything is resolved or read.
+    JobSpec(task="t2v", model=model, prompt="plan", frames=frames, width=width, height=height, steps=steps,
+            guidance=guidance, seed=0).check()
+    MemoryOptions(budget_gb=budget_gb, ram_gb=ram_gb, mode=mode).check()
     facts = facts or DeviceFacts.detect()
     if model in REPO_PROFILES:  # a known hub repo: planned from its profile, nothing fetched
         sizes, family = profile_sizes(model), resolve_family_of_profile(model)

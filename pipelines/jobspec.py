@@ -9,11 +9,13 @@ it changed.
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 import random
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from .errors import KinetographError
+from .errors import KinetographError, field_error
 from .families import TASKS, ModelFamily
 from .output_paths import check_file_name, check_output_name
 
@@ -22,6 +24,8 @@ MAX_FRAMES = 1000
 MAX_SIDE = 4096
 MAX_STEPS = 500
 MAX_FPS = 240.0
+MIN_FPS = 0.01  # slower than one frame in 100 s is a typo; and below 1/1001 a frame's duration is not representable
+MAX_PROMPT_CHARS = 100_000
 MAX_SEED = 2**32 - 1
 
 
@@ -52,41 +56,59 @@ class JobSpec:
 
     # ------------------------------------------------------------------ checks
     def check(self) -> JobSpec:
-        """Reject what no model can do. Returns self so calls chain."""
+        """Reject what no model can do. Returns self so calls chain.
+
+        Every number is checked for type, finiteness and range here, once, for every front door;
+        an error names the setting as ``{field}`` (see ``KinetographError.worded``)."""
         if self.task not in TASKS:
-            raise KinetographError(f"Unknown task {self.task!r}. Choose one of: {', '.join(TASKS)}.")
-        if not self.model or not str(self.model).strip():
-            raise KinetographError("No model given. Pass --model with a preset (see `python app.py models`), "
-                                   "a hub repo id or a local folder.")
+            raise field_error("task", f"Unknown task {self.task!r} for {{task}}. Choose one of: {', '.join(TASKS)}.")
+        if not isinstance(self.model, str) or not self.model.strip():
+            raise field_error("model", "No model given. Pass {model} with a preset (see `python app.py models`), "
+                                       "a hub repo id or a local folder.")
+        if not isinstance(self.adjustments, tuple) or not all(isinstance(a, str) for a in self.adjustments):
+            raise field_error("adjustments", "{adjustments} must be a list of notes (text); the stored job is damaged.")
+        if not isinstance(self.prompt, str):
+            raise field_error("prompt", f"{{prompt}} must be text, got {type(self.prompt).__name__}.")
+        for name in ("negative_prompt", "image", "last_image", "transformer", "out", "name"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise field_error(name, f"{{{name}}} must be text, got {type(value).__name__}.")
+        if len(self.prompt) > MAX_PROMPT_CHARS or len(self.negative_prompt or "") > MAX_PROMPT_CHARS:
+            raise field_error("prompt", f"{{prompt}} is {max(len(self.prompt), len(self.negative_prompt or '')):,} "
+                                        f"characters; use at most {MAX_PROMPT_CHARS:,} (text encoders read only the "
+                                        "first few hundred words).", "negative_prompt")
+        if self.out is not None and not self.out.strip():
+            raise field_error("out", "{out} is empty: give a file name ending in .mp4, or leave {out} out for the "
+                                     "default name.")
         if self.task == "t2v" and not self.prompt.strip():
-            raise KinetographError("Text-to-video needs a prompt: pass --prompt \"what should happen\".")
+            raise field_error("prompt", "Text-to-video needs a prompt: pass {prompt} \"what should happen\".")
         if self.task in ("i2v", "keyframes") and not self.image:
-            raise KinetographError(f"The {self.task} task needs a start image: pass --image PATH.")
+            raise field_error("image", f"The {self.task} task needs a start image: pass {{image}} PATH.")
         if self.task == "keyframes" and not self.last_image:
-            raise KinetographError("The keyframes task needs a last frame: pass --last-image PATH.")
+            raise field_error("last_image", "The keyframes task needs a last frame: pass {last_image} PATH.")
         if self.task == "t2v" and (self.image or self.last_image):
-            raise KinetographError("Text-to-video takes no images; use --task i2v (start image) "
-                                   "or --task keyframes (first and last frame).")
+            raise field_error("task", "Text-to-video takes no images; use {task} i2v (start image) "
+                                      "or {task} keyframes (first and last frame).")
         if self.task == "i2v" and self.last_image:
-            raise KinetographError("A last frame needs --task keyframes, not i2v.")
+            raise field_error("last_image", "A last frame ({last_image}) needs {task} keyframes, not i2v.", "task")
         if self.frames is not None and self.seconds is not None:
-            raise KinetographError("Give either a frame count or a duration in seconds, not both.")
+            raise field_error("frames", "Give either {frames} or {seconds}, not both.", "seconds")
         if self.frames is not None:
             _check_int("frames", self.frames, 1, MAX_FRAMES)
-        if self.seconds is not None and not (0 < self.seconds <= MAX_FRAMES / 8):
-            raise KinetographError(f"Duration {self.seconds} s is out of range: use more than 0 "
-                                   f"and at most {MAX_FRAMES // 8} s (longer videos: the extend task).")
-        if self.fps is not None and not (0 < self.fps <= MAX_FPS):  # NaN fails this too
-            raise KinetographError(f"fps {self.fps} is out of range: use a value above 0 and at most {MAX_FPS:g}.")
+        if self.seconds is not None:
+            check_number("seconds", self.seconds, 0.01, MAX_FRAMES / 8,
+                         advice=" (longer videos: generate in parts and join them)")
+        if self.fps is not None:
+            check_number("fps", self.fps, MIN_FPS, MAX_FPS)
         for side in ("width", "height"):
             value = getattr(self, side)
             if value is not None:
                 _check_int(side, value, 16, MAX_SIDE)
         if self.steps is not None:
             _check_int("steps", self.steps, 1, MAX_STEPS)
-        if self.guidance is not None and not (0.0 <= self.guidance <= 50.0):
-            raise KinetographError(f"Guidance {self.guidance} is out of range: use 0 to 50 "
-                                   f"(typical: 3 to 8; 1 or less turns classifier-free guidance off).")
+        if self.guidance is not None:
+            check_number("guidance", self.guidance, 0.0, 50.0,
+                         advice=" (typical: 3 to 8; 1 or less turns classifier-free guidance off)")
         if self.seed is not None:
             _check_int("seed", self.seed, 0, MAX_SEED)
         if self.out is not None:
@@ -154,16 +176,34 @@ class JobSpec:
         if unknown:
             raise KinetographError(f"Unknown job settings: {', '.join(unknown)}. Known: {', '.join(sorted(names))}.")
         values = dict(data)
-        if "adjustments" in values:
-            values["adjustments"] = tuple(values["adjustments"] or ())
+        if isinstance(values.get("adjustments"), list):  # JSON has no tuples; anything else is left to check()
+            values["adjustments"] = tuple(values["adjustments"])
+        elif values.get("adjustments") is None:
+            values["adjustments"] = ()
         return cls(**values)
 
 
 def _check_int(name: str, value: Any, low: int, high: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise KinetographError(f"{name} must be a whole number, got {value!r}.")
+    """A whole number from ``low`` to ``high``, or a KinetographError about ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise field_error(name, f"{{{name}}} must be a whole number, got {value!r}.")
     if not (low <= value <= high):
-        raise KinetographError(f"{name} = {value} is out of range: use {low} to {high}.")
+        raise field_error(name, f"{{{name}}} = {value} is out of range: use {low} to {high}.")
+
+
+def check_number(name: str, value: Any, low: float, high: float, *, advice: str = "") -> float:
+    """A finite real number from ``low`` to ``high`` (NaN, infinities, bools and text refused), as a float."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise field_error(name, f"{{{name}}} must be a number, got {value!r}.")
+    try:
+        number = float(value)
+    except OverflowError:  # an int too big for a float
+        number = math.inf
+    if not math.isfinite(number):
+        raise field_error(name, f"{{{name}}} must be a finite number, got {value!r}.")
+    if not (low <= number <= high):
+        raise field_error(name, f"{{{name}}} = {value!r} is out of range: use {low:g} to {high:g}{advice}.")
+    return number
 
 
 def _round_frames(frames: int, multiple: int) -> int:

@@ -44,7 +44,9 @@ class Result:
     notes: list[str] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)  # task-specific (interpolation settings ...)
 
-    def summary(self) -> str:
+    def summary(self, skip_notes=()) -> str:
+        """What was written, how long it took, the memory plan and the notes (but those in ``skip_notes``:
+        a front door that showed them as they came)."""
         lines = [f"wrote {self.path}  ({self.frame_count} frames, {self.width}x{self.height}, {self.fps:g} fps"
                  + (f", seed {self.seed}" if self.seed is not None else "") + ")"]
         if self.timings:
@@ -56,7 +58,7 @@ class Result:
                 f"{_gb(mem.get('predicted_peak_vram_bytes'))} measured {_gb(mem.get('measured_peak_vram_bytes'))}; "
                 f"RAM predicted {_gb(mem.get('predicted_peak_ram_bytes'))} measured "
                 f"{_gb(mem.get('measured_peak_ram_bytes'))}")
-        lines += [f"note: {n}" for n in self.notes]
+        lines += [f"note: {n}" for n in self.notes if n not in skip_notes]
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:

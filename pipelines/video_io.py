@@ -66,6 +66,7 @@ X264_PRESETS = (
 # Sample rates FFmpeg's AAC encoder accepts; anything else is resampled to 48 kHz.
 AAC_SAMPLE_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350)
 MAX_FPS = 1000
+MIN_FPS = 0.001  # slower rounds to no frame rate at all (durations are kept in 1/1001 s steps)
 # FFmpeg's AVCOL_SPC_BT709, AVCOL_PRI_BT709 and AVCOL_TRC_BT709 all have the value 1;
 # AVCOL_RANGE_MPEG (limited "TV" range, what browsers expect) is 1 as well.
 AVCOL_BT709 = 1
@@ -617,12 +618,12 @@ def fps_as_fraction(fps) -> Fraction:
         value = float(rate if rate is not None else fps)
     except (TypeError, ValueError, ZeroDivisionError):
         raise KinetographError(f"fps must be a number such as 24 or 29.97, got {fps!r}.") from None
-    if not math.isfinite(value) or not 0 < value <= MAX_FPS:
-        raise KinetographError(f"fps must be between 0 and {MAX_FPS} (e.g. 24 or 29.97), got {fps!r}.")
+    if not math.isfinite(value) or not MIN_FPS <= value <= MAX_FPS:
+        raise KinetographError(f"fps must be from {MIN_FPS:g} to {MAX_FPS} (e.g. 24 or 29.97), got {fps!r}.")
     if rate is not None:
         return rate
     ntsc_base = round(value * 1.001)
-    if abs(value - ntsc_base * 1000 / 1001) < 0.002:
+    if ntsc_base >= 1 and abs(value - ntsc_base * 1000 / 1001) < 0.002:
         return Fraction(ntsc_base * 1000, 1001)
     return Fraction(value).limit_denominator(1001)
 

@@ -60,7 +60,7 @@ def test_user_errors_print_one_line_and_exit_2(tmp_path):
     result = run_cli("generate", "--model", "tiny-ltx", "--prompt", "x", "--frames", "0",
                      "--out", str(tmp_path / "x.mp4"))
     assert result.returncode == 2
-    assert result.stderr.startswith("error: frames = 0") and "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: --frames = 0") and "Traceback" not in result.stderr
     assert not (tmp_path / "x.mp4").exists()
 
 

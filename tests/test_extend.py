@@ -158,11 +158,11 @@ def test_a_four_times_longer_extension_needs_no_more_memory(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--seconds", "0"], "--seconds 0 is out of range"),
+    (["--seconds", "0"], "--seconds must be more than 0"),
     (["--seconds", "1", "--context-frames", "40"], "needs at\\s+least 40"),
     (["--seconds", "nan"], "seconds must be a finite number"),
     (["--seconds", "1", "--timeline", "TIMELINE"], "overlap or are out of order"),
-    (["--seconds", "1", "--anchor", "2"], "--anchor 2 is out of range"),
+    (["--seconds", "1", "--anchor", "2"], "--anchor = 2.0 is out of range"),
 ])
 def test_bad_extension_requests_are_refused_and_leave_the_input_alone(args, message, tmp_path, capsys):
     clip = moving_clip(tmp_path / "clip.mp4")

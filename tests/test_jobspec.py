@@ -53,7 +53,7 @@ def test_adapting_twice_does_not_duplicate_notes():
     (dict(steps=0), "steps"),
     (dict(fps=0), "fps"),
     (dict(fps=float("nan")), "fps"),
-    (dict(guidance=-1.0), "Guidance"),
+    (dict(guidance=-1.0), "guidance"),
     (dict(seed=-1), "seed"),
     (dict(frames=9, seconds=1.0), "not both"),
     (dict(task="dance"), "Unknown task"),

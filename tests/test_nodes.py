@@ -253,7 +253,7 @@ BAD = [
     ("KinetographLoadModel", ("tiny-ltx", "", "auto", "turbo"), {}, "'memory_mode' must be one of"),
     ("KinetographGenerate", ("MODEL",), {**GEN, "prompt": "  "}, "needs a prompt: set the 'prompt' input"),
     ("KinetographGenerate", ("MODEL",), {**GEN, "task": "i2v"}, "needs a start image: set the 'image' input"),
-    ("KinetographGenerate", ("MODEL",), {**GEN, "steps": 501}, "steps = 501 is out of range"),
+    ("KinetographGenerate", ("MODEL",), {**GEN, "steps": 501}, "'steps' input = 501 is out of range"),
     ("KinetographGenerate", ("not a model",), GEN, "'model' must come from Kinetograph: Load Video Model"),
     ("KinetographGenerate", ("MODEL",), {**GEN, "task": "i2v", "image": torch.zeros(3, 4)}, "'image' must be an "
                                                                                              "IMAGE batch"),

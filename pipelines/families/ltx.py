@@ -37,6 +37,18 @@ class LTXAdapter(FamilyAdapter):
         # through the VAE: its call takes no latents of an earlier generation to carry over).
         return {"conditions": [LTXVideoCondition(video=list(context), frame_index=0)]}
 
+    def check_model(self, pipe, job):
+        # LTXPipeline and LTXImageToVideoPipeline pass sigmas linspace(1, 1/steps, steps); a scheduler with
+        # shift_terminal stretches them so the last lands on the terminal value, which divides by zero for a
+        # single step (diffusers then fails with an IndexError). LTXConditionPipeline has its own schedule.
+        config = getattr(getattr(pipe, "scheduler", None), "config", None) or {}
+        if job.task != "keyframes" and job.steps < 2 and config.get("shift_terminal"):
+            from ..errors import KinetographError
+
+            raise KinetographError(
+                f"{{steps}} = {job.steps} is too few for {job.model} ({job.task}): its scheduler needs at least 2 "
+                "steps (it stretches the timesteps to a terminal value). Use 2 or more.", fields=("steps",))
+
     def call_kwargs(self, job):
         # LTX scales its rotary positions by the frame rate.
         return {**super().call_kwargs(job), "frame_rate": int(round(job.fps))}

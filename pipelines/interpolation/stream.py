@@ -291,6 +291,7 @@ class InterpolationResult:
     seconds: float = 0.0
     ms_per_frame: float = 0.0                          # wall time per output frame (decode+encode included)
     duplicates: list = field(default_factory=list)    # source frame indices bridged as repeats
+    notes: list = field(default_factory=list)          # what was changed from the request, in words
 
 
 def _check_range(start_frame, end_frame, frame_count: int, src) -> tuple[int, int]:
@@ -366,9 +367,13 @@ def interpolate_video(src, dst=None, factor=None, target_fps=None, start_frame: 
     src_fps, positions, range_start_s = _source_rate(src, start, end, info)
     plan = make_plan(src_fps, factor, target_fps, slowmo)
     engine = get_backend(backend)
+    notes = []
     default_name = dst is None
     if default_name:  # beside the input; a name that is taken gets -1, -2 ...
-        dst = unique_output_path(check_output_path(_default_output(src, plan), remedy=OUTPUT_REMEDY))
+        wanted = check_output_path(_default_output(src, plan), remedy=OUTPUT_REMEDY)
+        dst = unique_output_path(wanted)
+        if Path(dst) != wanted:
+            notes.append(f"{wanted} already exists, so this result is {dst}")
     total = plan.frames_until(positions[-1]) if positions else plan.frames_out(end - start)
     keep_audio = info.has_audio and not slowmo
     settings = {
@@ -381,7 +386,15 @@ def interpolate_video(src, dst=None, factor=None, target_fps=None, start_frame: 
         "timing": "timestamps (variable frame rate)" if positions else "constant frame rate",
         "audio": "kept" if keep_audio else ("dropped (slow motion)" if info.has_audio else "none"),
     }
+    if info.has_audio and slowmo:
+        notes.append("audio dropped: slow motion plays the video slower than its sound")
+    if positions:
+        notes.append(f"variable frame rate: timed by the frames' timestamps at a typical {float(src_fps):g} fps")
+    if info.width % 2 or info.height % 2:
+        notes.append(f"size {info.width}x{info.height} padded to {info.width + info.width % 2}x"
+                     f"{info.height + info.height % 2} by repeating the edge pixels (H.264 needs even sizes)")
     metadata = {**(metadata or {}), "task": "interpolate", "source": str(src), "interpolation": settings}
+    metadata["notes"] = [*(metadata.get("notes") or []), *notes]
     audio_start_s = float(Fraction(start) / plan.src_fps if range_start_s is None else range_start_s)
     stream = StreamInterpolator(plan, engine, dedup=dedup, positions=positions)
     report = _make_progress(progress, total)
@@ -413,5 +426,6 @@ def interpolate_video(src, dst=None, factor=None, target_fps=None, start_frame: 
         seconds=seconds,
         ms_per_frame=1000.0 * seconds / max(1, stream.frames_out),
         duplicates=[start + i for i in stream.duplicates],
+        notes=notes,
     )
 

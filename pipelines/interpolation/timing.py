@@ -34,13 +34,14 @@ MAX_FACTOR = 16  # more in-betweens than this per input frame is a mistake, not 
 
 
 def as_fps(fps, what: str = "fps") -> Fraction:
-    """A frame rate as an exact Fraction (29.97 -> 30000/1001), or a KinetographError."""
+    """A frame rate as an exact Fraction (29.97 -> 30000/1001), or a KinetographError about the
+    setting ``what`` (named ``{what}`` in the message, see ``KinetographError.worded``)."""
     if isinstance(fps, bool):
-        raise KinetographError(f"{what} must be a number such as 24 or 29.97, got {fps!r}.")
+        raise KinetographError(f"{{{what}}} must be a number such as 24 or 29.97, got {fps!r}.", fields=(what,))
     try:
         return fps_as_fraction(fps)
     except KinetographError as error:
-        raise KinetographError(str(error).replace("fps must", f"{what} must", 1)) from None
+        raise KinetographError(str(error).replace("fps must", f"{{{what}}} must", 1), fields=(what,)) from None
 
 
 @dataclass(frozen=True)
@@ -101,19 +102,21 @@ class TimingPlan:
 
 def make_plan(src_fps, factor=None, target_fps=None, slowmo: bool = False) -> TimingPlan:
     """Validate the request and return the plan. Exactly one of ``factor`` / ``target_fps``."""
-    src = as_fps(src_fps, "the source fps")
+    src = as_fps(src_fps, "src_fps")
     if (factor is None) == (target_fps is None):
         raise KinetographError(
-            "Give exactly one of factor (e.g. 2 for twice the frames) or target_fps (e.g. 60)."
-        )
+            "Give exactly one of {factor} (e.g. 2 for twice the frames) or {target_fps} (e.g. 60).",
+            fields=("factor", "target_fps"))
     if factor is not None:
-        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or factor != int(factor):
-            raise KinetographError(f"factor must be a whole number from 2 to {MAX_FACTOR}, got {factor!r}.")
+        if (isinstance(factor, bool) or not isinstance(factor, (int, float)) or not math.isfinite(factor)
+                or factor != int(factor)):
+            raise KinetographError(f"{{factor}} must be a whole number from 2 to {MAX_FACTOR}, got {factor!r}.",
+                                   fields=("factor",))
         factor = int(factor)
         if not 2 <= factor <= MAX_FACTOR:
             raise KinetographError(
-                f"factor must be from 2 to {MAX_FACTOR} (2 doubles the frame rate), got {factor}."
-            )
+                f"{{factor}} must be from 2 to {MAX_FACTOR} (2 doubles the frame rate), got {factor}.",
+                fields=("factor",))
         step = Fraction(1, factor)
         out = src if slowmo else src * factor
         target = None
@@ -122,14 +125,12 @@ def make_plan(src_fps, factor=None, target_fps=None, slowmo: bool = False) -> Ti
         step = src / target
         if step < Fraction(1, MAX_FACTOR):
             raise KinetographError(
-                f"target_fps {float(target):g} is more than {MAX_FACTOR}× the source's {float(src):g} fps; "
-                f"choose at most {float(src) * MAX_FACTOR:g} fps."
-            )
+                f"{{target_fps}} {float(target):g} is more than {MAX_FACTOR}× the source's {float(src):g} fps; "
+                f"choose at most {float(src) * MAX_FACTOR:g} fps.", fields=("target_fps",))
         if slowmo and step >= 1:
             raise KinetographError(
-                f"Slow motion needs target_fps above the source's {float(src):g} fps (it plays the extra "
-                "frames at the source rate); raise target_fps or turn slow motion off."
-            )
+                f"Slow motion needs {{target_fps}} above the source's {float(src):g} fps (it plays the extra "
+                "frames at the source rate); raise {target_fps} or turn slow motion off.", fields=("target_fps",))
         out = src if slowmo else target
     return TimingPlan(src_fps=src, out_fps=out, step=step, factor=factor, target_fps=target, slowmo=slowmo)
 

@@ -80,12 +80,12 @@ def extend(job: ExtendJob, events: Events, cancel: CancelToken, manager: ModelMa
         manager: the model cache (the model loads once for every segment).
         output_dir: folder for default names of a video made from nothing (an extension goes beside its input).
         overwrite: replace ``job.out`` if it exists.
-        memory: ``tasks.generate.MemoryOptions`` for every generation (budget, RAM, mode).
+        memory: ``jobs.MemoryOptions`` for every generation (budget, RAM, mode).
         crf: the output's x264 quality (``extend_in_memory`` asks for 0, lossless, as it reads the frames back).
     """
+    from ..jobs import MemoryOptions
     from ..output_paths import check_output_path
     from ..video_io import VideoWriter, iter_frames, probe_video, read_frames, unique_output_path
-    from .generate import MemoryOptions
 
     started = time.perf_counter()
     memory = memory or MemoryOptions()

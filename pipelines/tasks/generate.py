@@ -23,6 +23,7 @@ from typing import Any
 from ..errors import KinetographError
 from ..events import Events
 from ..families import uses_cfg
+from ..jobs import MemoryOptions  # re-exported: how a run may use memory (checked in engine.run)
 from ..jobspec import MAX_SEED, JobSpec
 from ..memory import (
     DeviceFacts,
@@ -79,21 +80,10 @@ class GeneratedFrames:
         return self.source.describe()
 
 
-@dataclass(frozen=True)
-class MemoryOptions:
-    """How the run may use memory; not part of the job (it never changes the frames)."""
-
-    budget_gb: float | None = None
-    ram_gb: float | None = None
-    mode: str | None = None
-    device_facts: DeviceFacts | None = None
-    dtype: str | None = None  # "float32" | "bfloat16" | "float16": the weights' dtype instead of the automatic one
-
-
 # --------------------------------------------------------------------------- the task
 def generate(job: JobSpec, events: Events, cancel: CancelToken, manager: ModelManager, *,
              output_dir: str | Path | None = None, overwrite: bool = False,
-             memory: MemoryOptions = MemoryOptions()) -> Result:
+             memory: MemoryOptions | None = None) -> Result:
     """Run one generation job end to end and write its video.
 
     Args:
@@ -106,12 +96,18 @@ def generate(job: JobSpec, events: Events, cancel: CancelToken, manager: ModelMa
         memory: VRAM/RAM budget and forced memory mode (the planner picks otherwise).
     """
     started = time.perf_counter()
+    memory = memory or MemoryOptions()
     if job.seed is None:  # drawn now, so the output's name (which carries it) is known before the work
         job = dataclasses.replace(job, seed=random.randint(0, MAX_SEED))
     out_path, out_note = output_path(job, output_dir, overwrite)  # a bad output path fails before the work
     made = _frames(job, None, events, cancel, manager, memory, None)
     run_job, frames = made.job, made.frames
     notes = made.notes + ([out_note] if out_note else [])
+    if run_job.width % 2 or run_job.height % 2:  # the writer pads to even sizes (H.264 yuv420p)
+        notes.append(f"size {run_job.width}x{run_job.height} padded to {run_job.width + run_job.width % 2}x"
+                     f"{run_job.height + run_job.height % 2} by repeating the edge pixels (H.264 needs even sizes)")
+    for note in notes:  # every change to the request, said aloud (and stored in the metadata below)
+        events.note(note)
     inputs = {key: file_record(getattr(run_job, key)) for key, origin in made.inputs.items() if origin == "file"}
     metadata = base_metadata("generate", run_job, model=made.model, seed=run_job.seed, inputs=inputs,
                              device=made.device.to_dict())
@@ -137,7 +133,7 @@ def generate(job: JobSpec, events: Events, cancel: CancelToken, manager: ModelMa
 
 def generate_frames(job: JobSpec, images: dict[str, Any] | None = None, events: Events | None = None,
                     cancel: CancelToken | None = None, manager: ModelManager | None = None,
-                    memory: MemoryOptions = MemoryOptions(),
+                    memory: MemoryOptions | None = None,
                     encoded_prompt: EncodedPrompt | None = None) -> GeneratedFrames:
     """Run one generation job and return its frames in memory (nothing is written).
 
@@ -152,6 +148,7 @@ def generate_frames(job: JobSpec, images: dict[str, Any] | None = None, events: 
     from ..engine import default_manager
 
     job.check()
+    memory = (memory or MemoryOptions()).check()
     return _frames(job, images, events if events is not None else Events(), cancel or CancelToken(),
                    manager or default_manager(), memory, encoded_prompt)
 
@@ -204,7 +201,7 @@ def _frames(job: JobSpec, images: dict[str, Any] | None, events: Events, cancel:
     events.progress("load", 1, 1)
 
     job = job.adapted_to(source.family, *adapter.model_rules(pipe))  # the loaded model's real ratios
-    adapter.check_model(pipe, job)
+    adapter.check_model(pipe, job)  # what the loaded model cannot do (e.g. a step count its scheduler refuses)
     pil_images, image_notes = fit_images(image_arrays, job.width, job.height)
     if continuation is not None:
         context = [fit_images({"context": frame}, job.width, job.height)[0]["context"] for frame in continuation]
@@ -267,11 +264,21 @@ def _frames(job: JobSpec, images: dict[str, Any] | None, events: Events, cancel:
         **measured,  # stage_peaks (allocated, reserved, device used, RSS per stage), job_peaks, budget kept
     }
     return GeneratedFrames(frames=frames, job=job, source=source, device=facts, memory=memory_record,
-                           attempts=runner.attempts, notes=[*job.adjustments, *read_notes, *image_notes, *runner.notes],
+                           attempts=runner.attempts,
+                           notes=[*job.adjustments, *read_notes, *image_notes, *_unused_memory_notes(memory, facts),
+                                  *runner.notes],
                            timings=timings, inputs=dict(inputs), encoded_prompt=EncodedPrompt(prompt_key, embeds))
 
 
 # ------------------------------------------------------------------------ helpers
+def _unused_memory_notes(memory: MemoryOptions, facts: DeviceFacts) -> list[str]:
+    """Said aloud: a VRAM budget or memory mode on a machine without CUDA changes nothing."""
+    if facts.has_cuda or (memory.budget_gb is None and memory.mode in (None, "auto")):
+        return []
+    return ["no CUDA device: the VRAM budget and memory mode apply to a GPU and were not used "
+            "(the whole pipeline ran on the CPU)"]
+
+
 def _encode_with_encoders_alone(source, adapter, job: JobSpec, plan, facts, events: Events,
                                 timings: dict[str, float]) -> dict[str, Any]:
     """Staged loading: load only the text encoders, encode the prompt, release them."""
@@ -396,6 +403,24 @@ def _input_images(job: JobSpec, given: dict[str, Any] | None,
         elif label:
             images[key], inputs[key] = read_image(label, notes), "file"
     return images, inputs
+
+
+def alpha_notes(job: JobSpec, inputs: dict[str, str]) -> list[str]:
+    """Said aloud: the transparent areas of an image file were composited onto white (``read_image``)."""
+    from PIL import Image
+
+    notes = []
+    for key, origin in inputs.items():
+        if origin != "file":
+            continue
+        try:
+            with Image.open(getattr(job, key)) as image:  # the header only; read_image read the file already
+                transparent = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
+        except Exception:  # noqa: BLE001 - a note is never worth failing a job that read the image
+            continue
+        if transparent:
+            notes.append(f"{key} {getattr(job, key)} has transparency: composited onto white")
+    return notes
 
 
 def _reset_peaks(facts: DeviceFacts) -> None:

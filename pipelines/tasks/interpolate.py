@@ -40,19 +40,40 @@ def interpolate(job: InterpolateJob, events: Events, cancel: CancelToken, manage
     from ..video_io import probe_video
 
     started = time.perf_counter()
-    source_record = file_record(job.input)  # also fails clearly when the input is missing
+    source_record = _input_record(job.input)
     job, backend, progress, model = _backend(job, events, cancel, manager, device_facts)
     metadata = base_metadata("interpolate", job, model=model, seed=job.seed, inputs={"input": source_record})
     made = interpolate_video(job.input, job.out, factor=job.factor, target_fps=job.fps, start_frame=job.start,
                              end_frame=job.end, slowmo=job.slowmo, backend=backend, progress=progress,
                              cancel=cancel, overwrite=overwrite, metadata=metadata)
+    for note in made.notes:  # said aloud, as they are in the metadata
+        events.note(note)
     events.partial(made.path, "video")
     info = probe_video(made.path)
     timings = {"total": time.perf_counter() - started}
     details = {"src_fps": made.src_fps, "frames_in": made.frames_in, "scene_cuts": made.scene_cuts,
                "duplicates": made.duplicates, "ms_per_frame": made.ms_per_frame}
     return Result(path=made.path, kind="interpolate", job=job, fps=made.out_fps, frame_count=made.frames_out,
-                  width=info.width, height=info.height, seed=job.seed, timings=timings, details=details)
+                  width=info.width, height=info.height, seed=job.seed, timings=timings, notes=list(made.notes),
+                  details=details)
+
+
+def _input_record(path: str) -> dict[str, Any]:
+    """The input video's record (path, size, hash), or a KinetographError that says what is wrong with it."""
+    from pathlib import Path
+
+    from ..errors import KinetographError
+
+    where = Path(path).expanduser()
+    if not where.exists():
+        raise KinetographError(f"Input video {path} does not exist; check the path.", fields=("input",))
+    if where.is_dir():
+        raise KinetographError(f"Input {path} is a folder, not a video file; choose a video file.", fields=("input",))
+    try:
+        return file_record(where)
+    except OSError as error:
+        raise KinetographError(f"Input video {path} cannot be read: {error.strerror or error}. Choose a video file "
+                               "you can read.", fields=("input",)) from None
 
 
 def interpolate_in_memory(job: InterpolateJob, frames: Iterable, src_fps, events: Events | None = None,
