@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-
 HOSTILE_NUMBERS = ["nan", "inf", "-inf", "1e308", "-1", "0", str(2**63), "1e2", "", "1e-300", "0x10", "١٢"]
 
 
