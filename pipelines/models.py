@@ -355,10 +355,23 @@ def _load_extra_component(component: str, repo: str, dtype: Any):
 
 
 def _is_missing_files(exc: BaseException) -> bool:
-    text = str(exc).lower()
-    markers = ("offline", "local cache", "cannot find", "couldn't connect", "not found", "does not appear",
-               "connection", "is not a local folder", "no file named")
-    return any(m in text for m in markers)
+    """Whether loading failed because files are not on disk and could not be fetched: huggingface_hub's
+    own error types anywhere in the chain (diffusers wraps them in an OSError)."""
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        LocalEntryNotFoundError,
+        OfflineModeIsEnabled,
+        RepositoryNotFoundError,
+    )
+
+    missing = (EntryNotFoundError, LocalEntryNotFoundError, OfflineModeIsEnabled, RepositoryNotFoundError)
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, missing):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 # ------------------------------------------------------------------------ manager

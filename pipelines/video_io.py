@@ -841,7 +841,11 @@ class VideoWriter:
                     f"Frame {self.frames_written} is {frame.shape[1]}x{frame.shape[0]} but this video is "
                     f"{self._frame_size[1]}x{self._frame_size[0]}; all frames of a video must have one size."
                 )
-            self._encode(frame)
+            try:
+                self._encode(frame)
+            except OSError as error:  # the encoder's packets could not be written
+                self.abort()
+                raise _write_error(error, self.path) from None
 
     def _start_encoder(self, height: int, width: int) -> None:
         self._frame_size = (height, width)
@@ -903,6 +907,9 @@ class VideoWriter:
             )
             self._move_into_place()
             self.partial_path.unlink(missing_ok=True)
+        except OSError as error:  # av.error.OSError too: a full disk, a file-size limit, a vanished folder
+            self.abort()
+            raise _write_error(error, self.path) from None
         except BaseException:
             self.abort()
             raise
@@ -992,6 +999,18 @@ class VideoWriter:
             # Interleave by time so players never wait on one stream while the other buffers.
             for packet in heapq.merge(*packet_streams, key=_packet_time_s):
                 output.mux(packet)
+
+
+def _write_error(error: OSError, path: Path) -> KinetographError:
+    """Writing failed on the way (the temporary files are already removed): say why in the user's terms."""
+    import errno
+
+    reasons = {errno.ENOSPC: "the disk is full", errno.EFBIG: "the file grew past this system's file-size limit",
+               errno.EDQUOT: "your disk quota is used up", errno.EROFS: "the filesystem is read-only",
+               errno.EIO: "the disk reported an input/output error"}
+    why = reasons.get(getattr(error, "errno", None), getattr(error, "strerror", None) or str(error))
+    return KinetographError(f"Could not finish writing {path}: {why}. Nothing was left behind; free some space or "
+                            f"choose another --out on another disk, then run it again.")
 
 
 def _retargeted(packets, stream) -> Iterator:

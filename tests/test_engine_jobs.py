@@ -187,3 +187,12 @@ def test_a_job_is_checked_once_per_run(monkeypatch, sample_images, tmp_path):
     monkeypatch.setattr(JobSpec, "check", lambda self: calls.append(self) or real(self))
     engine.run(make_job("t2v", "tiny-ltx", sample_images), output_dir=tmp_path)
     assert len(calls) == 1
+
+
+def test_loading_a_hub_model_that_is_not_cached_offline_says_which_files(monkeypatch):
+    """load_pipeline tells a missing model by huggingface_hub's error types in the chain, not by message text."""
+    from pipelines.models import load_pipeline, resolve_model
+
+    source = resolve_model("ltx-video", "t2v")
+    with pytest.raises(KinetographError, match="(?s)not in the local Hugging Face cache.*hf download Lightricks/LTX-Video"):
+        load_pipeline(source)

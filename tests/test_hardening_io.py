@@ -31,6 +31,7 @@ from pipelines.video_io import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
+FOOTAGE = REPO.parent / "shared" / "footage"
 INTERNAL_NAMES = ("unique_output_path", "overwrite=True", "VideoWriter", "audio_source=None")
 TINY = ["--frames", "9", "--width", "64", "--height", "64", "--steps", "2", "--seed", "1"]
 
@@ -546,3 +547,43 @@ def test_image_notes_reach_the_generation_result(tmp_path):
                                     width=64, height=64, steps=2, seed=2, out=str(tmp_path / "v.mp4")))
     assert any("white background" in note for note in result.notes)
     assert any("white background" in note for note in read_metadata(result.path)["notes"])
+
+
+def _interpolate_in_subprocess(out, limit_bytes=None):
+    import resource
+    import subprocess
+    import sys
+
+    def limit():
+        if limit_bytes is not None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+
+    clip = FOOTAGE / "carphone.mp4"
+    return subprocess.run([sys.executable, str(REPO / "app.py"), "interpolate", str(clip), "--factor", "2", "--out",
+                           str(out), "--quiet"], capture_output=True, text=True, timeout=120, preexec_fn=limit,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+
+
+@pytest.mark.skipif(not (FOOTAGE / "carphone.mp4").is_file(), reason="shared footage not present")
+def test_a_file_size_limit_while_writing_is_one_clear_line_and_leaves_nothing(tmp_path):
+    done = _interpolate_in_subprocess(tmp_path / "big.mp4", limit_bytes=50_000)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("error: Could not finish writing")
+    assert "file-size limit" in done.stderr and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(not (FOOTAGE / "carphone.mp4").is_file(), reason="shared footage not present")
+def test_a_full_disk_while_writing_is_one_clear_line_and_leaves_nothing(tmp_path):
+    import subprocess
+
+    disk = tmp_path / "small-disk"
+    disk.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    try:
+        done = _interpolate_in_subprocess(disk / "big.mp4")
+        assert done.returncode == 2 and "Traceback" not in done.stderr
+        assert "the disk is full" in done.stderr and list(disk.iterdir()) == []
+    finally:
+        subprocess.run(["umount", str(disk)], capture_output=True)
