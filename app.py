@@ -295,7 +295,8 @@ def cmd_ui(args: argparse.Namespace) -> int:
     """The web studio (studio/): localhost unless --host or GRADIO_SERVER_NAME says otherwise."""
     from studio.app import launch  # gradio loads only here: `import app` and the CLI stay fast
 
-    launch(host=getattr(args, "host", None), port=getattr(args, "port", None), outputs=getattr(args, "outputs", None))
+    launch(host=getattr(args, "host", None), port=getattr(args, "port", None), outputs=getattr(args, "outputs", None),
+           gpu_jobs=getattr(args, "gpu_jobs", None))
     return 0
 
 
@@ -421,6 +422,8 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--host", help="address to serve on (default: GRADIO_SERVER_NAME, else 127.0.0.1)")
     ui.add_argument("--port", type=int, help="port (default: GRADIO_SERVER_PORT, else 7860)")
     ui.add_argument("--outputs", help="outputs folder the studio writes and lists (default: outputs)")
+    ui.add_argument("--gpu-jobs", type=int, help="jobs run at once (default: KINETOGRAPH_GPU_JOBS, else 1; more "
+                                                 "than one needs each job's memory, e.g. several GPUs)")
     ui.set_defaults(func=cmd_ui)
 
     flow = sub.add_parser("workflow", help="run or check an API-format ComfyUI workflow of Kinetograph's nodes "

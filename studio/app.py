@@ -590,10 +590,16 @@ def build(config: J.StudioConfig | None = None, runner: J.Runner | None = None) 
 
 
 def launch(host: str | None = None, port: int | None = None, *, outputs: str | None = None,
-           prevent_thread_lock: bool = False, share: bool = False, **kwargs):
+           prevent_thread_lock: bool = False, share: bool = False, gpu_jobs: int | None = None, **kwargs):
     """Serve the studio (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT when host/port are not given;
-    localhost by default). Files are served only from the outputs and uploads folders."""
-    config = J.StudioConfig.from_env(outputs=outputs).prepare()
+    localhost by default). Files are served only from the outputs and uploads folders.
+    ``gpu_jobs``: jobs run at once (default KINETOGRAPH_GPU_JOBS, else 1)."""
+    import dataclasses
+
+    config = J.StudioConfig.from_env(outputs=outputs)
+    if gpu_jobs is not None:
+        config = dataclasses.replace(config, gpu_jobs=J.gpu_jobs_setting(gpu_jobs))
+    config = config.prepare()
     demo = build(config)
     demo.queue(default_concurrency_limit=4)
     demo.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=prevent_thread_lock,

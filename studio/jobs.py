@@ -51,6 +51,7 @@ class StudioConfig:
     max_upload_bytes: int = 500 * 10**6
     max_upload_seconds: float = 600.0
     preview_every: int = 1  # denoising steps between previews
+    gpu_jobs: int = 1  # jobs run at once (one worker each, each with its own model cache); 1 on one GPU
 
     @classmethod
     def from_env(cls, outputs: str | Path | None = None, uploads: str | Path | None = None) -> StudioConfig:
@@ -58,12 +59,25 @@ class StudioConfig:
         up = Path(uploads or os.environ.get("KINETOGRAPH_UPLOADS") or out.parent / "uploads").expanduser().resolve()
         return cls(outputs=out, uploads=up,
                    max_upload_bytes=int(float(os.environ.get("KINETOGRAPH_MAX_UPLOAD_MB", "500")) * 10**6),
-                   max_upload_seconds=float(os.environ.get("KINETOGRAPH_MAX_UPLOAD_SECONDS", "600")))
+                   max_upload_seconds=float(os.environ.get("KINETOGRAPH_MAX_UPLOAD_SECONDS", "600")),
+                   gpu_jobs=gpu_jobs_setting(os.environ.get("KINETOGRAPH_GPU_JOBS", "1")))
 
     def prepare(self) -> StudioConfig:
         self.outputs.mkdir(parents=True, exist_ok=True)
         self.uploads.mkdir(parents=True, exist_ok=True)
         return self
+
+
+def gpu_jobs_setting(value: Any) -> int:
+    """Jobs run at once: a whole number from 1 to 16 (more than one needs the memory of each)."""
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        number = 0
+    if not 1 <= number <= 16:
+        raise KinetographError(f"The number of jobs run at once (--gpu-jobs / KINETOGRAPH_GPU_JOBS) must be a whole "
+                               f"number from 1 to 16, got {value!r}.")
+    return number
 
 
 # ------------------------------------------------------------------ untrusted values
@@ -402,13 +416,21 @@ class Session:
 
 
 class Runner:
-    """The studio's one worker and its sessions. ``run`` functions default to the engine's."""
+    """The studio's workers (``config.gpu_jobs``, one by default: one GPU job at a time) and its
+    sessions. A job goes to the worker with the fewest jobs; each extra worker has its own model
+    cache (two jobs never share a pipeline's hooks). ``run`` functions default to the engine's."""
 
-    def __init__(self, config: StudioConfig, worker=None) -> None:
+    def __init__(self, config: StudioConfig, worker=None, workers=None) -> None:
+        from pipelines.models import ModelManager
         from pipelines.worker import Worker
 
         self.config = config.prepare()
-        self.worker = worker or Worker(run=_gpu_run())
+        if workers is None:
+            workers = [worker] if worker is not None else [
+                Worker(run=_gpu_run(), manager=ModelManager() if index else None)
+                for index in range(config.gpu_jobs)]
+        self.workers = list(workers)
+        self.worker = self.workers[0]
         self._sessions: dict[str, Session] = {}
         self._lock = threading.Lock()
 
@@ -424,7 +446,9 @@ class Runner:
         options: dict[str, Any] = {}
         if job_kind(job) in ("generate", "extend"):
             options["output_dir"] = str(self.config.outputs)
-        ticket = self.worker.submit(job, subscribers=[feed], preview_every=self.config.preview_every, **options)
+        with self._lock:  # the least busy worker (its running and waiting jobs)
+            worker = min(self.workers, key=lambda w: len(w.queue_positions()))
+        ticket = worker.submit(job, subscribers=[feed], preview_every=self.config.preview_every, **options)
         session = self.session(session_key)
         with self._lock:
             session.tickets = [t for t in session.tickets if not t.done()] + [ticket]
@@ -444,11 +468,11 @@ class Runner:
         return sum(1 for t in tickets if not t.done() and t.cancel())
 
     def queue_text(self) -> str:
-        positions = self.worker.queue_positions()
+        positions = [p for w in self.workers for p in w.queue_positions().values()]
         if not positions:
             return "Queue: idle."
-        waiting = len([p for p in positions.values() if p > 0])
-        return f"Queue: 1 job running, {waiting} waiting." if 0 in positions.values() else f"Queue: {waiting} waiting."
+        running, waiting = positions.count(0), len([p for p in positions if p > 0])
+        return f"Queue: {running} running, {waiting} waiting." if running else f"Queue: {waiting} waiting."
 
 
 def _gpu_run():

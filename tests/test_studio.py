@@ -282,3 +282,42 @@ def test_export_as_comfyui_workflow_makes_the_same_frames_headless(client, made,
     assert {str(n["id"]) for n in ui["nodes"]} == set(api)
     (video,) = runner.run_workflow(api, out_dir=tmp_path / "flow").files
     assert np.array_equal(read_frames(video), read_frames(meta["output"]))
+
+
+def test_jobs_run_one_at_a_time_by_default_and_in_parallel_when_configured(tmp_path):
+    """config.gpu_jobs workers: 1 (default) runs jobs in turn, 2 runs two at once."""
+    import dataclasses
+
+    from pipelines.worker import Worker
+    from studio import jobs
+
+    def runner_with(gpu_jobs):
+        running, most = [], []
+        lock = threading.Lock()
+
+        def run(job, events=None, cancel=None, manager=None, **options):
+            with lock:
+                running.append(job)
+                most.append(len(running))
+            time.sleep(0.3)
+            with lock:
+                running.remove(job)
+            return job
+
+        config = dataclasses.replace(jobs.StudioConfig(outputs=tmp_path / "o", uploads=tmp_path / "u"),
+                                     gpu_jobs=gpu_jobs)
+        workers = [Worker(run=run, manager=object()) for _ in range(config.gpu_jobs)]
+        return jobs.Runner(config, workers=workers), most
+
+    for gpu_jobs, expected in ((1, 1), (2, 2)):
+        runner, most = runner_with(gpu_jobs)
+        from pipelines.jobs import InterpolateJob
+
+        tickets = [runner.submit(InterpolateJob(input=f"{i}.mp4", factor=2), "s")[0] for i in range(4)]
+        for ticket in tickets:
+            ticket.result(timeout=10)
+        assert max(most) == expected
+        for worker in runner.workers:
+            worker.shutdown()
+    with pytest.raises(Exception, match="from 1 to 16"):
+        jobs.gpu_jobs_setting("0")
