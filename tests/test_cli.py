@@ -89,9 +89,10 @@ def test_no_subcommand_starts_the_studio(monkeypatch):
     calls = []
     monkeypatch.setattr(studio.app, "launch", lambda **kw: calls.append(kw))
     assert app.main([]) == 0
-    assert app.main(["ui", "--port", "8123", "--host", "127.0.0.1"]) == 0
-    assert calls[0] == {"host": None, "port": None, "outputs": None}  # GRADIO_SERVER_NAME/PORT then apply
-    assert calls[1]["port"] == 8123 and calls[1]["host"] == "127.0.0.1"
+    assert app.main(["ui", "--port", "8123", "--host", "127.0.0.1", "--gpu-jobs", "2"]) == 0
+    # GRADIO_SERVER_NAME/PORT and KINETOGRAPH_GPU_JOBS then apply
+    assert calls[0] == {"host": None, "port": None, "outputs": None, "gpu_jobs": None}
+    assert calls[1]["port"] == 8123 and calls[1]["host"] == "127.0.0.1" and calls[1]["gpu_jobs"] == 2
 
 
 def test_plan_needs_no_weights_and_prints_json(capsys):
