@@ -213,3 +213,21 @@ def test_a_cancelled_extension_keeps_finished_segments_and_nothing_else(tmp_path
     assert not (tmp_path / "out.mp4").exists()
     done = engine.run(job)
     assert any("resumed after segment 1" in n for n in done.notes) and not store.exists()
+
+
+@pytest.mark.skipif(not (FOOTAGE / "bigbuckbunny.mp4").is_file(), reason="shared footage not present")
+def test_an_extended_video_keeps_the_inputs_sound_for_its_own_length(tmp_path):
+    import av
+
+    from pipelines.video_io import iter_frames
+
+    clip = tmp_path / "with-sound.mp4"
+    with VideoWriter(clip, 25, audio_source=FOOTAGE / "bigbuckbunny.mp4") as writer:
+        for frame in iter_frames(FOOTAGE / "bigbuckbunny.mp4", 0, 25):
+            writer.write(frame[::10, ::10][:64, :96])
+    result = engine.run(ExtendJob(input=str(clip), model="tiny-ltx", seconds=0.5, prompt="on", segment_frames=17,
+                                  out=str(tmp_path / "ext.mp4"), **FAST))
+    with av.open(str(result.path)) as container:
+        kinds = {s.type: float(s.duration * s.time_base) for s in container.streams if s.duration}
+    assert kinds["audio"] == pytest.approx(1.0, abs=0.1) and kinds["video"] == pytest.approx(1.5, abs=0.05)
+    assert any("sound is kept" in n for n in result.notes)

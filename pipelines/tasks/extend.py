@@ -112,7 +112,7 @@ def extend(job: ExtendJob, events: Events, cancel: CancelToken, manager: ModelMa
         notes.append(f"resumed after segment {store.resumed} of {len(layout.segments)} (found on disk)")
         events.note(notes[-1])
     if info is not None and info.has_audio:
-        notes.append("the input's audio is not carried into the extended video")
+        notes.append("the input's sound is kept for its own length; the extension is silent")
         events.note(notes[-1])
     if (layout.gen_width, layout.gen_height) != (layout.width, layout.height):
         notes.append(f"generated at {layout.gen_width}x{layout.gen_height} and scaled to {layout.width}x{layout.height}")
@@ -194,7 +194,9 @@ def extend(job: ExtendJob, events: Events, cancel: CancelToken, manager: ModelMa
         seg["frames"] for seg in store.segments) + len(held)
     written = 0
     events.progress("write", 0, total)
-    with VideoWriter(out, layout.fps, metadata=metadata, overwrite=overwrite, crf=crf) as writer:
+    keep_audio = info is not None and info.has_audio  # the original part keeps its sound; the new part is silent
+    with VideoWriter(out, layout.fps, metadata=metadata, overwrite=overwrite, crf=crf,
+                     audio_source=job.input if keep_audio else None) as writer:
         if info is not None:
             for frame in iter_frames(job.input, 0, info.frame_count - len_held_input):
                 writer.write(frame)
