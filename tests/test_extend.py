@@ -231,3 +231,15 @@ def test_an_extended_video_keeps_the_inputs_sound_for_its_own_length(tmp_path):
         kinds = {s.type: float(s.duration * s.time_base) for s in container.streams if s.duration}
     assert kinds["audio"] == pytest.approx(1.0, abs=0.1) and kinds["video"] == pytest.approx(1.5, abs=0.05)
     assert any("sound is kept" in n for n in result.notes)
+
+
+def test_skyreels_extends_in_its_own_diffusion_forcing_mode(tmp_path):
+    """SkyReels-V2 continues through its video-to-video pipeline (what exists is history, the call returns only
+    the frames after it): the frame count is exact and the input's frames come first."""
+    clip = moving_clip(tmp_path / "clip.mp4")
+    result = engine.run(ExtendJob(input=str(clip), model="tiny-skyreels-df", seconds=2, prompt="on", segment_frames=9,
+                                  context_frames=5, out=str(tmp_path / "ext.mp4"), **FAST))
+    assert result.frame_count == 12 + 16 and result.details["overlap"] == 0
+    meta = read_metadata(result.path)
+    assert {s["task"] for s in meta["segments"]} == {"v2v"} and len(meta["segments"]) == 2
+    assert psnr(read_frames(clip), read_frames(result.path)[:12]) > 33

@@ -231,6 +231,7 @@ class ModelFamily:
     continue_with: tuple[str, ...] = ()
     extend_context: int = 1
     extend_overlap: int = 0
+    continuation_repeats_context: bool = True  # its first len(context) frames repeat the context (else: new only)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "adapter", self.adapter.with_latent_rgb(self.latent_rgb_factors,

@@ -64,6 +64,12 @@ FAMILY = ModelFamily(
     id="skyreels-df",
     label="SkyReels-V2 diffusion forcing",
     adapter=WanAdapter(),  # Wan-architecture transformer and VAE
+    # Its own long-video mode: the video-to-video pipeline takes what exists as history (overlap_history)
+    # and returns only the frames after it.
+    continue_with=("v2v",),
+    extend_context=17,  # 4k+1 frames of history (its examples use 17)
+    extend_overlap=0,
+    continuation_repeats_context=False,
     pipelines={
         "t2v": "SkyReelsV2DiffusionForcingPipeline",
         "i2v": "SkyReelsV2DiffusionForcingImageToVideoPipeline",
@@ -90,7 +96,7 @@ FAMILY = ModelFamily(
             _skyreels_diffusion_forcing_pipeline),
     },
     presets=(
-        ModelPreset("tiny-skyreels-df", "skyreels-df", {"t2v": "tiny-skyreels-df"},
+        ModelPreset("tiny-skyreels-df", "skyreels-df", {"t2v": "tiny-skyreels-df", "v2v": "tiny-skyreels-df"},
                     "tiny random SkyReels-V2 diffusion forcing (noise; for smoke tests)", dtype="float32",
                     tiny=True),
         ModelPreset("skyreels-v2-df-1.3b", "skyreels-df",

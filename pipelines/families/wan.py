@@ -62,6 +62,9 @@ class WanAdapter(FamilyAdapter):
             )
 
     def continuation_inputs(self, pipe, job, context):
+        if job.task == "v2v" and type(pipe).__name__.startswith("SkyReelsV2DiffusionForcing"):
+            # Diffusion forcing's long-video mode: what exists is history; the call returns the frames after it.
+            return {"video": list(context), "overlap_history": len(context)}
         if job.task != "vace":
             return super().continuation_inputs(pipe, job, context)
         from PIL import Image

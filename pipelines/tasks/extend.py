@@ -63,6 +63,7 @@ class Layout:
     gen_height: int
     segment_frames: int  # frames per generation
     context: int  # K: frames of what exists each continuation sees
+    repeats_context: bool  # a continuation's first K frames repeat them (else it returns the new frames only)
     overlap: int
     existing: int  # frames of the input (0: made from nothing)
     segments: tuple[Segment, ...]
@@ -142,7 +143,7 @@ def extend(job: ExtendJob, events: Events, cancel: CancelToken, manager: ModelMa
             made = _generate(job, layout, segment, context if conditioned else None,
                              events.nested("segment", segment.index, n), cancel, manager, memory)
             frames = _to_size(made.frames, layout.width, layout.height)
-            used = layout.context if conditioned else 0
+            used = layout.context if conditioned and layout.repeats_context else 0
             repeated, new = frames[:used], frames[used:used + segment.new_frames]
             if len(new) < segment.new_frames:
                 raise KinetographError(f"The model made {len(frames)} frames where {used + segment.new_frames} were "
@@ -257,8 +258,9 @@ def _layout(job: ExtendJob, info, routes: list[str]) -> Layout:
     family = _any_source(job.model).family
     continuation = routes[1]
     context = 1 if continuation == "i2v" else (job.context_frames or family.extend_context)
-    overlap = 0 if continuation == "i2v" else min(job.overlap if job.overlap is not None else family.extend_overlap,
-                                                  context)
+    repeats = family.continuation_repeats_context
+    overlap = 0 if continuation == "i2v" or not repeats else min(
+        job.overlap if job.overlap is not None else family.extend_overlap, context)
     if info is not None:
         fps, width, height, existing = info.fps, info.width, info.height, info.frame_count
         cap = max(family.default_width, family.default_height)
@@ -272,7 +274,7 @@ def _layout(job: ExtendJob, info, routes: list[str]) -> Layout:
         gen_width, gen_height, existing = width, height, 0
     segment_frames = _rule(job.segment_frames or family.default_frames, family.frame_multiple)
     segment_frames = min(segment_frames, _rule(family.max_frames, family.frame_multiple))
-    if segment_frames <= context:
+    if repeats and segment_frames <= context:
         raise KinetographError(f"--segment-frames {segment_frames} leaves no new frames after the {context} frames "
                                f"each segment continues from; use more than {context}.")
     total_new = max(1, round(job.seconds * fps))
@@ -285,7 +287,7 @@ def _layout(job: ExtendJob, info, routes: list[str]) -> Layout:
         first = not segments
         fresh = (first and info is None) or (cue.new_shot and cue is not previous)
         task = "t2v" if fresh else continuation
-        count = min(segment_frames - (0 if fresh else context), total_new - made)
+        count = min(segment_frames - (0 if fresh or not repeats else context), total_new - made)
         next_cut = next((f for f in cut_frames if f > made), None)
         if next_cut is not None:
             count = min(count, next_cut - made)  # a new shot starts on time, not at the next segment boundary
@@ -294,7 +296,8 @@ def _layout(job: ExtendJob, info, routes: list[str]) -> Layout:
         made += count
         previous = cue
     return Layout(fps=float(fps), width=width, height=height, gen_width=gen_width, gen_height=gen_height,
-                  segment_frames=segment_frames, context=context, overlap=overlap, existing=existing,
+                  segment_frames=segment_frames, context=context, repeats_context=repeats, overlap=overlap,
+                  existing=existing,
                   segments=tuple(segments))
 
 
