@@ -90,7 +90,8 @@ class StepBar:
     UNITS = 1000
 
     def __init__(self) -> None:
-        self.bar = progress_bar(self.UNITS)
+        self.total = self.UNITS
+        self.bar = progress_bar(self.total)
         self.value = 0
         self.shows_previews = utils is not None
 
@@ -98,21 +99,22 @@ class StepBar:
         if self.bar is None:
             return
         if isinstance(event, Progress) and event.stage in ("denoise", "segment", "interpolate"):
-            self._show(int(event.fraction * self.UNITS) if event.within or event.stage == "denoise"
-                       else int(event.done * self.UNITS / max(1, event.total)))
+            self._show(int(event.fraction * self.total) if event.within or event.stage == "denoise"
+                       else int(event.done * self.total / max(1, event.total)))
         elif isinstance(event, Preview) and self.shows_previews:
             self._show(self.value, preview_image(event.frames))
 
     def finish(self) -> None:
         if self.bar is not None:
-            self._show(self.UNITS)
+            self._show(self.total)
 
     def _show(self, value: int, preview=None) -> None:
-        self.value = min(max(value, self.value), self.UNITS)
+        """Move to ``value`` (never backwards, never past the end), with a preview image if given."""
+        self.value = min(max(value, self.value), self.total)
         if preview is None:
-            self.bar.update_absolute(self.value, self.UNITS)
+            self.bar.update_absolute(self.value, self.total)
         else:
-            self.bar.update_absolute(self.value, self.UNITS, preview)
+            self.bar.update_absolute(self.value, self.total, preview)
 
 
 def preview_image(frames):

@@ -178,17 +178,17 @@ def _log_note(event) -> None:
         logging.getLogger("kinetograph").info("Kinetograph: Interpolate Frames: %s", event.text)
 
 
-class _ProgressBar:
-    """An engine-event subscriber driving ComfyUI's ProgressBar: output frames written; with the
-    generative method, hundredths of a frame that move with each pair's denoising steps (never
-    backwards), and the frames of the generation as they form as the bar's preview image."""
+class _ProgressBar(_comfy.StepBar):
+    """The node's bar: output frames written; with the generative method, hundredths of a frame that
+    move with each pair's denoising steps (never backwards), and the frames of the generation as they
+    form as the bar's preview image. The bar starts once the output's length is known (``start``)."""
 
     def __init__(self, generative: bool) -> None:
         self.units = GENERATION_UNITS_PER_FRAME if generative else 1
         self.bar = None
         self.total = 0
         self.value = 0
-        self.shows = _comfy.utils is not None
+        self.shows = self.shows_previews = _comfy.utils is not None
 
     def start(self, frames: int) -> None:
         self.total = frames * self.units
@@ -203,14 +203,6 @@ class _ProgressBar:
             elif event.stage == "denoise":  # inside one pair's generation
                 self._show(int(event.fraction * self.total))
         elif isinstance(event, Preview):
-            self._show(self.value, _preview_image(event.frames))
-
-    def _show(self, value: int, preview=None) -> None:
-        self.value = min(max(value, self.value), self.total)
-        if preview is None:
-            self.bar.update_absolute(self.value, self.total)
-        else:
-            self.bar.update_absolute(self.value, self.total, preview)
+            self._show(self.value, _comfy.preview_image(event.frames))
 
 
-_preview_image = _comfy.preview_image

@@ -5,7 +5,6 @@ previews, cancel within a step, memory freed before loading) and Save Video's em
 (``app.py rerun``) and workflow (ComfyUI drag-and-drop)."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 import types
@@ -16,8 +15,8 @@ import av
 import numpy as np
 import pytest
 import torch
+from pack_helpers import loaded_pack
 
-ROOT = Path(__file__).resolve().parents[1]
 PACK = "kinetograph_all_nodes_pack"
 SOCKETS = {"IMAGE", "MASK", "LATENT", "VIDEO", "AUDIO", "KINETOGRAPH_MODEL", "KINETOGRAPH_JOB", "KINETOGRAPH_TIMELINE"}
 WIDGETS = {"INT", "FLOAT", "STRING", "BOOLEAN"}
@@ -28,24 +27,11 @@ ALL_NODES = ["KinetographLoadModel", "KinetographGenerate", "KinetographExtend",
 @pytest.fixture(scope="module")
 def pack():
     """The pack imported while an unrelated top-level ``nodes`` module exists (ComfyUI has one)."""
-    saved = sys.modules.get("nodes")
     impostor = types.ModuleType("nodes")
     impostor.NODE_CLASS_MAPPINGS = {"NotOurs": object}
-    sys.modules["nodes"] = impostor
-    spec = importlib.util.spec_from_file_location(PACK, ROOT / "__init__.py", submodule_search_locations=[str(ROOT)])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[PACK] = module
-    try:
-        spec.loader.exec_module(module)
+    with loaded_pack(PACK, nodes_module=impostor) as module:
         assert sys.modules["nodes"] is impostor  # untouched
         yield module
-    finally:
-        for name in [n for n in sys.modules if n == PACK or n.startswith(PACK + ".")]:
-            del sys.modules[name]
-        if saved is not None:
-            sys.modules["nodes"] = saved
-        else:
-            sys.modules.pop("nodes", None)
 
 
 @pytest.fixture(scope="module")

@@ -2,35 +2,23 @@
 (the repository root as a package under an arbitrary name; see test_pack.py)."""
 from __future__ import annotations
 
-import importlib.util
 import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
+from pack_helpers import loaded_pack
 
-ROOT = Path(__file__).resolve().parents[1]
 PACK = "kinetograph_node_pack"
 KNOWN_TYPES = {"IMAGE", "MASK", "LATENT", "INT", "FLOAT", "STRING", "BOOLEAN", "VIDEO", "AUDIO"}
 
 
 @pytest.fixture(scope="module")
 def pack():
-    saved_nodes = sys.modules.pop("nodes", None)
-    spec = importlib.util.spec_from_file_location(PACK, ROOT / "__init__.py", submodule_search_locations=[str(ROOT)])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[PACK] = module
-    try:
-        spec.loader.exec_module(module)
+    with loaded_pack(PACK) as module:
         assert "nodes" not in sys.modules  # ComfyUI's own top-level `nodes` stays free
         yield module
-    finally:
-        for name in [n for n in sys.modules if n == PACK or n.startswith(PACK + ".")]:
-            del sys.modules[name]
-        if saved_nodes is not None:
-            sys.modules["nodes"] = saved_nodes
 
 
 @pytest.fixture(scope="module")

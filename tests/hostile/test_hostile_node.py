@@ -2,33 +2,21 @@
 pack's KinetographError with a message in the node's words (its input names, never CLI flags)."""
 from __future__ import annotations
 
-import importlib.util
 import math
 import sys
-from pathlib import Path
 
 import pytest
 import torch
+from pack_helpers import loaded_pack
 
-ROOT = Path(__file__).resolve().parents[2]
 PACK = "kinetograph_hostile_pack"
 pytestmark = pytest.mark.timeout(60)
 
 
 @pytest.fixture(scope="module")
 def pack():
-    saved_nodes = sys.modules.pop("nodes", None)
-    spec = importlib.util.spec_from_file_location(PACK, ROOT / "__init__.py", submodule_search_locations=[str(ROOT)])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[PACK] = module
-    try:
-        spec.loader.exec_module(module)
+    with loaded_pack(PACK) as module:
         yield module
-    finally:
-        for name in [n for n in sys.modules if n == PACK or n.startswith(PACK + ".")]:
-            del sys.modules[name]
-        if saved_nodes is not None:
-            sys.modules["nodes"] = saved_nodes
 
 
 @pytest.fixture(scope="module")
