@@ -7,7 +7,7 @@ import weakref
 
 import numpy as np
 import pytest
-from video_helpers import FOOTAGE
+from video_helpers import FOOTAGE, moving_square_clip
 
 import app
 from pipelines import engine
@@ -19,21 +19,6 @@ from pipelines.results import job_from_output
 from pipelines.video_io import iter_frames, read_metadata
 
 SMALL = dict(frames=9, width=64, height=64, steps=2)
-
-
-def moving_square_video(path, count=3):
-    """A short clip a generation is asked to fill: a square moving over a gradient (no scene cut)."""
-    from pipelines.video_io import VideoWriter
-
-    yy, xx = np.mgrid[0:48, 0:64]
-    frames = []
-    for k in range(count):
-        frame = np.stack([xx * 3, yy * 4, np.full_like(xx, 90)], -1).astype(np.uint8)
-        frame[16:32, 8 + 8 * k:24 + 8 * k] = (250, 60, 40)
-        frames.append(frame)
-    with VideoWriter(path, 8) as writer:
-        writer.write(np.stack(frames))
-    return path
 
 
 def decoded(path):
@@ -87,7 +72,7 @@ def test_rerun_recreates_a_flow_interpolation_of_a_shared_clip(tmp_path):
 
 
 def test_rerun_recreates_a_generative_interpolation(tmp_path):
-    moving_square_video(tmp_path / "src.mp4")
+    moving_square_clip(tmp_path / "src.mp4", count=3, width=64, height=48)
     job = InterpolateJob(input=str(tmp_path / "src.mp4"), factor=2, method="generative", model="tiny-ltx", steps=1)
     first = engine.run(job)
     assert read_metadata(first.path)["job"]["seed"] == first.seed is not None  # drawn once, recorded
@@ -168,7 +153,7 @@ def test_t2v_then_keyframes_on_one_checkpoint_loads_the_weights_once(monkeypatch
 
 
 def test_generative_interpolation_reports_each_generation_within_its_output_frame(tmp_path):
-    moving_square_video(tmp_path / "src.mp4")
+    moving_square_clip(tmp_path / "src.mp4", count=3, width=64, height=48)
     seen = []
     job = InterpolateJob(input=str(tmp_path / "src.mp4"), factor=2, method="generative", model="tiny-ltx", steps=2,
                          seed=1)

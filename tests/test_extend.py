@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from video_helpers import FOOTAGE
+from video_helpers import FOOTAGE, moving_square_clip
 
 import app
 from pipelines import engine
@@ -22,18 +22,6 @@ from pipelines.video_io import VideoWriter, probe_video, read_frames, read_metad
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = dict(steps=2, seed=2)
-
-
-def moving_clip(path, count=12, fps=8.0):
-    yy, xx = np.mgrid[0:64, 0:96]
-    frames = []
-    for k in range(count):
-        frame = np.stack([xx * 2, yy * 3, np.full_like(xx, 90)], -1).astype(np.uint8)
-        frame[20:36, 4 + 4 * k:20 + 4 * k] = (250, 60, 40)
-        frames.append(frame)
-    with VideoWriter(path, fps) as writer:
-        writer.write(np.stack(frames))
-    return Path(path)
 
 
 def psnr(a, b):
@@ -108,7 +96,7 @@ def _extend_command(clip, out):
 
 
 def test_a_killed_extension_resumes_and_ends_with_the_uninterrupted_video(tmp_path):
-    clip = moving_clip(tmp_path / "clip.mp4")
+    clip = moving_square_clip(tmp_path / "clip.mp4")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     straight = tmp_path / "straight.mp4"
     subprocess.run(_extend_command(clip, straight), env=env, check=True, timeout=300, capture_output=True)
@@ -145,7 +133,7 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
 def test_a_four_times_longer_extension_needs_no_more_memory(tmp_path):
-    clip = moving_clip(tmp_path / "clip.mp4")
+    clip = moving_square_clip(tmp_path / "clip.mp4")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     peaks = []
     for seconds in (2.0, 8.0):
@@ -165,7 +153,7 @@ def test_a_four_times_longer_extension_needs_no_more_memory(tmp_path):
     (["--seconds", "1", "--anchor", "2"], "--anchor = 2.0 is out of range"),
 ])
 def test_bad_extension_requests_are_refused_and_leave_the_input_alone(args, message, tmp_path, capsys):
-    clip = moving_clip(tmp_path / "clip.mp4")
+    clip = moving_square_clip(tmp_path / "clip.mp4")
     before = sha(clip)
     timeline = tmp_path / "bad.txt"
     timeline.write_text("0: a\n3: b\n2: c\n")
@@ -193,7 +181,7 @@ def test_a_cancelled_extension_keeps_finished_segments_and_nothing_else(tmp_path
     from pipelines.errors import JobCancelled
     from pipelines.events import Events, Progress
 
-    clip = moving_clip(tmp_path / "clip.mp4")
+    clip = moving_square_clip(tmp_path / "clip.mp4")
     job = ExtendJob(input=str(clip), model="tiny-ltx", seconds=3, prompt="on", segment_frames=17,
                     out=str(tmp_path / "out.mp4"), **FAST)
 
@@ -236,7 +224,7 @@ def test_an_extended_video_keeps_the_inputs_sound_for_its_own_length(tmp_path):
 def test_skyreels_extends_in_its_own_diffusion_forcing_mode(tmp_path):
     """SkyReels-V2 continues through its video-to-video pipeline (what exists is history, the call returns only
     the frames after it): the frame count is exact and the input's frames come first."""
-    clip = moving_clip(tmp_path / "clip.mp4")
+    clip = moving_square_clip(tmp_path / "clip.mp4")
     result = engine.run(ExtendJob(input=str(clip), model="tiny-skyreels-df", seconds=2, prompt="on", segment_frames=9,
                                   context_frames=5, out=str(tmp_path / "ext.mp4"), **FAST))
     assert result.frame_count == 12 + 16 and result.details["overlap"] == 0

@@ -26,3 +26,19 @@ def write_variable_rate_video(path: Path, frames: list[np.ndarray], times_ms: li
             container.mux(stream.encode(picture))
         container.mux(stream.encode())
     return path
+
+
+def moving_square_clip(path: Path, count: int = 12, width: int = 96, height: int = 64, fps: float = 8.0) -> Path:
+    """A short clip of a square moving 4 px a frame over a gradient: motion with no scene cut, for the
+    tasks that continue or fill in a video (extension, generative in-betweening)."""
+    from pipelines.video_io import VideoWriter
+
+    yy, xx = np.mgrid[0:height, 0:width]
+    frames = []
+    for k in range(count):
+        frame = np.stack([xx * 2, yy * 3, np.full_like(xx, 90)], -1).astype(np.uint8)
+        frame[20:36, 4 + 4 * k:20 + 4 * k] = (250, 60, 40)
+        frames.append(frame)
+    with VideoWriter(path, fps) as writer:
+        writer.write(np.stack(frames))
+    return Path(path)
