@@ -179,6 +179,17 @@ def run_blocking(runner: J.Runner, build, request) -> tuple[str, dict]:
 
 
 # ------------------------------------------------------------------ the page
+def result_panel(preview_label: str, elem_prefix: str | None = None):
+    """The column every task tab shows: (status, live preview, the video, its settings)."""
+    def elem(name: str) -> dict[str, str]:
+        return {"elem_id": f"{elem_prefix}-{name}"} if elem_prefix else {}
+
+    return (gr.Markdown("Ready.", **elem("status")),
+            gr.Image(label=preview_label, type="numpy", interactive=False, **elem("preview")),
+            gr.Video(label="Result", interactive=False, **elem("video")),
+            gr.JSON(label="Settings of this result"))
+
+
 def build(config: J.StudioConfig | None = None, runner: J.Runner | None = None) -> gr.Blocks:
     config = config or J.StudioConfig.from_env()
     runner = runner or J.Runner(config)
@@ -227,11 +238,8 @@ def build(config: J.StudioConfig | None = None, runner: J.Runner | None = None) 
                             g_go = gr.Button("Generate", variant="primary", elem_id="generate-btn")
                             g_cancel = gr.Button("Cancel", variant="stop", elem_id="cancel-btn")
                     with gr.Column(scale=1):
-                        g_status = gr.Markdown("Ready.", elem_id="g-status")
-                        g_preview = gr.Image(label="Live preview (frames as they form)", type="numpy",
-                                             interactive=False, elem_id="g-preview")
-                        g_video = gr.Video(label="Result", interactive=False, elem_id="g-video")
-                        g_meta = gr.JSON(label="Settings of this result")
+                        g_status, g_preview, g_video, g_meta = result_panel("Live preview (frames as they form)",
+                                                                            elem_prefix="g")
             # ------------------------------------------------------------ Extend
             with gr.Tab("Extend", id="extend"):
                 with gr.Row():
@@ -263,10 +271,7 @@ def build(config: J.StudioConfig | None = None, runner: J.Runner | None = None) 
                             e_go = gr.Button("Extend", variant="primary")
                             e_cancel = gr.Button("Cancel", variant="stop")
                     with gr.Column():
-                        e_status = gr.Markdown("Ready.")
-                        e_preview = gr.Image(label="Live preview", type="numpy", interactive=False)
-                        e_result = gr.Video(label="Result", interactive=False)
-                        e_meta = gr.JSON(label="Settings of this result")
+                        e_status, e_preview, e_result, e_meta = result_panel("Live preview")
             # ------------------------------------------------------------ Interpolate
             with gr.Tab("Interpolate", id="interpolate"):
                 with gr.Row():
@@ -293,10 +298,7 @@ def build(config: J.StudioConfig | None = None, runner: J.Runner | None = None) 
                             i_go = gr.Button("Interpolate", variant="primary")
                             i_cancel = gr.Button("Cancel", variant="stop")
                     with gr.Column():
-                        i_status = gr.Markdown("Ready.")
-                        i_preview = gr.Image(label="Live preview (generative)", type="numpy", interactive=False)
-                        i_result = gr.Video(label="Result", interactive=False)
-                        i_meta = gr.JSON(label="Settings of this result")
+                        i_status, i_preview, i_result, i_meta = result_panel("Live preview (generative)")
             # ------------------------------------------------------------ Models
             with gr.Tab("Models", id="models"):
                 gr.Markdown("Presets from the registry and whether they are on this machine. A hub repo id or a "
