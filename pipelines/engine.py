@@ -12,7 +12,7 @@ from typing import Any
 
 from .errors import KinetographError
 from .events import Events, as_events
-from .jobs import InterpolateJob, MemoryOptions, job_kind
+from .jobs import MemoryOptions, job_kind
 from .jobspec import JobSpec
 from .memory import DeviceFacts
 from .models import ModelManager, resolve_model
@@ -147,5 +147,3 @@ def resolve_family_of_profile(repo_id: str):
             return get_family(preset.family)
     raise KinetographError(f"No preset uses {repo_id!r}; plan it through a local folder instead.")
 
-
-_ = InterpolateJob  # re-exported for front doors: from pipelines.engine import InterpolateJob

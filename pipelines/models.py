@@ -180,6 +180,13 @@ def _looks_like_repo_id(ref: str) -> bool:
     return len(parts) == 2 and all(parts) and not ref.startswith((".", "~"))
 
 
+def hub_offline() -> bool:
+    """Whether the hub may not be reached (HF_HUB_OFFLINE, as huggingface_hub itself reads it)."""
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
 def missing_model_error(repo_id: str, pipeline_class: str | None, exc: BaseException) -> KinetographError:
     """The error for a model that is not on disk: which files, and the command that fetches them."""
     files = "model_index.json and the component folders"
@@ -187,8 +194,7 @@ def missing_model_error(repo_id: str, pipeline_class: str | None, exc: BaseExcep
         components = _pipeline_components(pipeline_class)
         if components:
             files = "model_index.json and " + ", ".join(f"{c}/" for c in components)
-    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
-    why = "the network is off (HF_HUB_OFFLINE=1)" if offline else f"it could not be fetched ({type(exc).__name__})"
+    why = "the network is off (HF_HUB_OFFLINE=1)" if hub_offline() else f"it could not be fetched ({type(exc).__name__})"
     return KinetographError(
         f"Model {repo_id!r} is not in the local Hugging Face cache and {why}. It needs {files} "
         f"(safetensors weights). Download it where there is network with:\n"

@@ -24,9 +24,9 @@ def _api() -> Any:
 
 
 def _offline() -> bool:
-    from huggingface_hub import constants
+    from ..models import hub_offline
 
-    return bool(constants.HF_HUB_OFFLINE)
+    return hub_offline()
 
 
 def _offline_error(repo_id: str, why: str) -> KinetographError:

@@ -96,8 +96,8 @@ def extend(job: ExtendJob, events: Events, cancel: CancelToken, manager: ModelMa
     # No seed given: one derived from the job, so the same command run again resumes its segments.
     seed = job.seed if job.seed is not None else int(_job_key(job, source_record)[:8], 16) % (MAX_SEED + 1)
     job = dataclasses.replace(job, seed=seed)
-    routes = _routes(job)
-    layout = _layout(job, info, routes)
+    family, continuation = _continuation(job)
+    layout = _layout(job, info, family, continuation)
     if info is not None and info.frame_count < layout.context:
         raise KinetographError(f"{job.input} has {info.frame_count} frames; extending it with this model needs at "
                                f"least {layout.context} (the frames each segment continues from). Use a longer video.")
@@ -184,7 +184,7 @@ def extend(job: ExtendJob, events: Events, cancel: CancelToken, manager: ModelMa
 
     # ---- the output: the input's frames, then each segment's, then what is still held
     cancel.raise_if_cancelled()
-    model = resolve_model(job.model, routes[-1], prefer_cuda=False).describe()
+    model = resolve_model(job.model, continuation, prefer_cuda=False).describe()
     metadata = base_metadata("extend", job, model=model, seed=seed,
                              inputs={"input": source_record} if source_record else {})
     joins = [{"segment": s.index, "prompt": s.prompt, "seed": s.seed, "task": s.task, "new_shot": s.new_shot,
@@ -223,17 +223,16 @@ def extend(job: ExtendJob, events: Events, cancel: CancelToken, manager: ModelMa
 
 
 # ------------------------------------------------------------------------ planning
-def _routes(job: ExtendJob) -> list[str]:
-    """[the first segment's task, the continuation task]; the continuation is the first of the
-    family's ``continue_with`` tasks the model has."""
-    first = resolve_model(job.model, "t2v") if job.input is None else None
-    family = (first or _any_source(job.model)).family
+def _continuation(job: ExtendJob):
+    """(the model's family, its continuation task: the first of the family's ``continue_with`` tasks the
+    model has). A video made from nothing also needs text to video for its first segment."""
+    family = (resolve_model(job.model, "t2v") if job.input is None else _any_source(job.model)).family
     for task in family.continue_with:
         try:
             resolve_model(job.model, task)
         except KinetographError:
             continue
-        return ["t2v", task]
+        return family, task
     can = ", ".join(f.label for f in _families_that_extend())
     raise KinetographError(f"{job.model} ({family.label}) cannot continue a video in this version. Models that can: "
                            f"{can} (e.g. --model ltx-video, wan2.1-14b, or tiny-ltx / tiny-wan for a smoke test).")
@@ -254,9 +253,7 @@ def _families_that_extend():
     return [f for f in FAMILIES.values() if f.continue_with]
 
 
-def _layout(job: ExtendJob, info, routes: list[str]) -> Layout:
-    family = _any_source(job.model).family
-    continuation = routes[1]
+def _layout(job: ExtendJob, info, family, continuation: str) -> Layout:
     context = 1 if continuation == "i2v" else (job.context_frames or family.extend_context)
     repeats = family.continuation_repeats_context
     overlap = 0 if continuation == "i2v" or not repeats else min(

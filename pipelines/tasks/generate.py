@@ -34,7 +34,7 @@ from ..memory import (
     measure_components,
     plan_ladder,
 )
-from ..models import HEAVY_COMPONENTS, TEXT_ENCODERS, ModelManager, load_pipeline, resolve_model
+from ..models import HEAVY_COMPONENTS, TEXT_ENCODERS, ModelManager, hub_offline, load_pipeline, resolve_model
 from ..output_paths import check_file_name, check_output_path
 from ..progress import CancelToken
 from ..results import Result, base_metadata, file_record
@@ -182,7 +182,7 @@ def _frames(job: JobSpec, images: dict[str, Any] | None, events: Events, cancel:
                                       mode=memory.mode)
         return shape, plan_ladder(sizes, shape, facts, ram_gb=memory.ram_gb)  # no VRAM budget without a GPU
 
-    if source.kind == "hub" and _offline():
+    if source.kind == "hub" and hub_offline():
         local_folder(source)  # not downloaded and no network: say which files, before any plan about them
     sizes = sizes_before_loading(source)
     shape, ladder = make_ladder(sizes, planned) if sizes is not None else (None, None)
@@ -311,12 +311,6 @@ def sizes_before_loading(source):
         return measure_folder(local_folder(source))
     except KinetographError:
         return None  # loading will say what is missing
-
-
-def _offline() -> bool:
-    from huggingface_hub import constants
-
-    return bool(constants.HF_HUB_OFFLINE)
 
 
 def local_folder(source) -> Path:
