@@ -301,6 +301,17 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------- parser
+def add_run_options(parser: argparse.ArgumentParser, memory: bool = True) -> None:
+    """The options of every command that runs a job and writes it: --overwrite, the memory budget, --json, --quiet."""
+    parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    if memory:
+        parser.add_argument("--budget-gb", type=float, help="GPU memory to stay within (default: the GPU's free memory)")
+        parser.add_argument("--ram-gb", type=float, help="host RAM to stay within (default: free RAM)")
+        parser.add_argument("--memory-mode", help="force a memory mode instead of the planner's choice (see `plan`)")
+    parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python app.py", description=(
         "Kinetograph: video diffusion from the command line. With no subcommand, starts the web UI."))
@@ -330,13 +341,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--out", help="output .mp4 (default: outputs/<date>/<name>-<seed>.mp4)")
     gen.add_argument("--output-dir", help="folder for default output names (default: outputs)")
     gen.add_argument("--name", help="name for the output file")
-    gen.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
-    gen.add_argument("--budget-gb", type=float, help="GPU memory to stay within (default: the GPU's free memory)")
-    gen.add_argument("--ram-gb", type=float, help="host RAM to stay within (default: free RAM)")
-    gen.add_argument("--memory-mode", help="force a memory mode instead of the planner's choice (see `plan`)")
+    add_run_options(gen)
     gen.add_argument("--preview-dir", help="write a PNG preview of the frames as they form, every denoising step")
-    gen.add_argument("--json", action="store_true", help="print the result as one JSON object")
-    gen.add_argument("--quiet", action="store_true", help="no progress bar")
     gen.set_defaults(func=cmd_generate)
 
     models = sub.add_parser("models", help="list model families and presets, and which are available here")
@@ -401,21 +407,14 @@ def build_parser() -> argparse.ArgumentParser:
     ext.add_argument("--guidance", type=float)
     ext.add_argument("--seed", type=int, help="segment i uses seed + i (default: one derived from the job)")
     ext.add_argument("--out", help="output .mp4 (default: <input>-extended.mp4 beside the input)")
-    ext.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
-    ext.add_argument("--budget-gb", type=float, help="GPU memory to stay within")
-    ext.add_argument("--ram-gb", type=float, help="host RAM to stay within")
-    ext.add_argument("--memory-mode", help="force a memory mode (see `plan`)")
-    ext.add_argument("--json", action="store_true", help="print the result as one JSON object")
-    ext.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_run_options(ext)
     ext.set_defaults(func=cmd_extend)
 
     rerun = sub.add_parser("rerun", help="make an output again from the job it carries (same seed, same frames)")
     rerun.add_argument("output", help="a Kinetograph output (.mp4, or its .json sidecar)")
     rerun.add_argument("--out", help="where the new video goes (default: a new name beside the usual outputs)")
     rerun.add_argument("--output-dir", help="folder for default output names (default: outputs)")
-    rerun.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
-    rerun.add_argument("--json", action="store_true", help="print the result as one JSON object")
-    rerun.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_run_options(rerun, memory=False)
     rerun.set_defaults(func=cmd_rerun)
 
     ui = sub.add_parser("ui", help="start the web studio (the same as no subcommand)")
