@@ -74,3 +74,15 @@ def staged_loads(monkeypatch):
     monkeypatch.setattr(models, "load_pipeline", recording_load)
     monkeypatch.setattr(engine, "load_pipeline", recording_load)
     return loads
+
+
+@pytest.fixture(scope="session", autouse=True)
+def library_logs_on_the_sessions_stderr():
+    """diffusers and transformers attach their log handler to whatever sys.stderr is at their first log.
+    Set them up now: a test that captures stderr (capsys, in-process CLI runs) closes its stream after the
+    test, and a handler left holding it prints '--- Logging error ---' into every later test's output."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.get_logger("diffusers")
+    transformers_logging.get_logger("transformers")
