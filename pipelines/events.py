@@ -117,11 +117,6 @@ class Events:
         return child
 
 
-def progress_callback(events: Events) -> Callable[[str, int, int], None]:
-    """A ``(stage, done, total)`` function that emits progress events (for code that takes one)."""
-    return events.progress
-
-
 def as_events(events: Events | Callable[..., Any] | None) -> Events:
     """Accept an Events object, None, or an old-style ``progress(stage, done, total)`` function."""
     if isinstance(events, Events):

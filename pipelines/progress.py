@@ -2,14 +2,8 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-from typing import Protocol
 
 from .errors import JobCancelled
-
-
-class ProgressFn(Protocol):
-    def __call__(self, stage: str, done: int, total: int) -> None: ...
 
 
 def no_progress(stage: str, done: int, total: int) -> None:
@@ -33,5 +27,3 @@ class CancelToken:
         if self._event.is_set():
             raise JobCancelled("The job was cancelled; no output was written.")
 
-
-ProgressCallback = Callable[[str, int, int], None]
