@@ -34,7 +34,7 @@ def sha(path):
 
 
 @pytest.mark.skipif(not (FOOTAGE / "carphone.mp4").is_file(), reason="shared footage not present")
-@pytest.mark.parametrize("model, segment_frames", [("tiny-ltx", 17), ("tiny-wan", 13)])
+@pytest.mark.parametrize("model, segment_frames", [("tiny-ltx", 17), ("tiny-wan", 13), ("tiny-animatediff", 20)])
 def test_extend_a_shared_clip_through_the_cli(model, segment_frames, tmp_path):
     clip = tmp_path / "carphone.mp4"
     shutil.copy(FOOTAGE / "carphone.mp4", clip)
@@ -231,3 +231,84 @@ def test_skyreels_extends_in_its_own_diffusion_forcing_mode(tmp_path):
     meta = read_metadata(result.path)
     assert {s["task"] for s in meta["segments"]} == {"v2v"} and len(meta["segments"]) == 2
     assert psnr(read_frames(clip), read_frames(result.path)[:12]) > 33
+
+
+# ------------------------------------------------------------------------------- AnimateDiff (FreeNoise)
+def _motion_blocks(pipe):
+    unet = pipe.unet
+    blocks = [*unet.down_blocks, unet.mid_block, *unet.up_blocks]
+    return [b for block in blocks for m in getattr(block, "motion_modules", []) for b in m.transformer_blocks]
+
+
+def test_animatediff_continues_from_the_latents_it_ended_with_and_runs_freenoise_for_long_segments(tmp_path):
+    """A continuation's known frames come back exactly as the latents they were given (no VAE round trip);
+    a segment longer than the motion window runs FreeNoise's windowed blocks, and the pipeline is plain again
+    after: a text-to-video made after it equals one made before, frame for frame."""
+    from diffusers.models.attention import BasicTransformerBlock, FreeNoiseTransformerBlock
+
+    from pipelines.events import Events, Progress
+    from pipelines.jobs import MemoryOptions
+    from pipelines.models import ModelManager, resolve_model
+    from pipelines.tasks.generate import _frames, generate_frames
+
+    manager = ModelManager()
+    t2v = JobSpec(model="tiny-animatediff", prompt="a fox", frames=8, width=64, height=64, **FAST)
+    before = generate_frames(t2v, manager=manager).frames
+    pipe = manager.get(resolve_model("tiny-animatediff", "continue"), None)
+    seen = []
+
+    def watch(event):
+        if isinstance(event, Progress) and event.stage == "denoise":
+            seen.append({type(b) for b in _motion_blocks(pipe)})
+
+    context = read_frames(moving_square_clip(tmp_path / "clip.mp4"))[-4:]
+    job = JobSpec(task="continue", model="tiny-animatediff", prompt="on", frames=24, width=64, height=64, **FAST)
+    first = _frames(job, None, Events([watch]), _cancel(), manager, MemoryOptions(), None,
+                    continuation=list(context), keep_latents=True)
+    assert seen and all(kinds == {FreeNoiseTransformerBlock} for kinds in seen)
+    assert {type(b) for b in _motion_blocks(pipe)} == {BasicTransformerBlock}
+    carried = first.latents[:, :, -4:].clone()
+    second = _frames(job, None, Events(), _cancel(), manager, MemoryOptions(), None, continuation=list(first.frames[-4:]),
+                     carried=carried, keep_latents=True)
+    assert torch_equal(second.latents[:, :, :4], carried)  # exactly: put back at the last step
+    # The same latents decode to the same frames, up to a grey level: the VAE decodes them in other batches.
+    assert np.abs(second.frames[:4].astype(int) - first.frames[-4:]).max() <= 1
+    assert np.array_equal(generate_frames(t2v, manager=manager).frames, before)
+
+
+def _cancel():
+    from pipelines.progress import CancelToken
+
+    return CancelToken()
+
+
+def torch_equal(a, b):
+    import torch
+
+    return bool(torch.equal(a, b))
+
+
+def test_a_cancelled_animatediff_extension_resumes_to_the_uninterrupted_video(tmp_path):
+    """The carried latents are part of a finished segment's saved state: stopping after the first segment and
+    running again gives the same frames as a run that never stopped."""
+    from pipelines.errors import JobCancelled
+    from pipelines.events import Events, Progress
+
+    clip = moving_square_clip(tmp_path / "clip.mp4")
+
+    def job(name):
+        return ExtendJob(input=str(clip), model="tiny-animatediff", seconds=4, prompt="on", segment_frames=16,
+                         context_frames=4, overlap=2, out=str(tmp_path / name), **FAST)
+
+    whole = engine.run(job("whole.mp4"))
+
+    def stop_after_first(event):
+        if isinstance(event, Progress) and event.stage == "segment" and event.done == 1 and not event.within:
+            raise JobCancelled("stopped")
+
+    with pytest.raises(JobCancelled):
+        engine.run(job("resumed.mp4"), Events([stop_after_first]))
+    resumed = engine.run(job("resumed.mp4"))
+    assert any("resumed after segment 1" in n for n in resumed.notes)
+    assert whole.details["segments"] >= 3 and resumed.frame_count == whole.frame_count == 12 + 32
+    assert np.array_equal(read_frames(resumed.path), read_frames(whole.path))

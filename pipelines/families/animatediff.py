@@ -2,7 +2,16 @@
 from __future__ import annotations
 
 from ..memory.sizes import CLIP_L_ARCH, SD_VAE, ComponentSize, DenoiserArch, ModelSizes
-from .base import FamilyAdapter, ModelFamily, ModelPreset, TinyModel, _call_default, _inference, uses_cfg
+from .base import (
+    Continuation,
+    FamilyAdapter,
+    ModelFamily,
+    ModelPreset,
+    TinyModel,
+    _call_default,
+    _inference,
+    uses_cfg,
+)
 from .tiny_parts import TEXT_WIDTH, clip_text_encoder, clip_tokenizer, seeded
 
 
@@ -24,6 +33,76 @@ class UNetAdapter(FamilyAdapter):
     def decode(self, pipe, latents, job, generator, chunk=None):
         video = pipe.decode_latents(latents, chunk or _call_default(pipe, "decode_chunk_size", 16))
         return pipe.video_processor.postprocess_video(video=video, output_type="np")[0]
+
+    # ------------------------------------------------------------------ continuation
+    # One latent frame per frame (the SD VAE has no temporal compression): the latents of the frames a
+    # segment continues from are those the last segment ended with, so no VAE round trip between segments.
+    carries_latents = True
+
+    def latent_frames(self, latents, start, end):
+        return latents[:, :, start:end].clone()  # (B, C, T, h, w)
+
+    def continuation(self, pipe, job, context, carried=None):
+        """Text to video whose first ``len(context)`` frames are known: after every step their latents are put
+        back, noised to the next step's level (the replacement method diffusers' inpainting pipelines use
+        for UNets without an inpainting input). A segment longer than the motion modules' window runs
+        FreeNoise (sliding windows over time, its rescheduled noise)."""
+        if job.task != "continue":
+            return super().continuation(pipe, job, context, carried)
+        import torch
+        from diffusers.utils.torch_utils import randn_tensor
+
+        known_count = len(context)
+        generator = torch.Generator("cpu").manual_seed(job.seed)
+        close = None
+        if job.frames > FREE_NOISE_WINDOW:
+            pipe.enable_free_noise(context_length=FREE_NOISE_WINDOW, context_stride=FREE_NOISE_STRIDE)
+            close = pipe.disable_free_noise
+            # FreeNoise's noise: one window of noise, shuffled into the later windows.
+            noise = pipe._prepare_latents_free_noise(1, pipe.unet.config.in_channels, job.frames, job.height,
+                                                     job.width, torch.float32, torch.device("cpu"), generator)
+            # diffusers' FreeNoise call encodes the prompt itself and refuses embeddings; the engine encodes in
+            # a stage of its own (the encoders may be released before denoising). With one prompt per segment
+            # FreeNoise's per-frame prompt interpolation equals the embeddings repeated per frame, so the call
+            # runs in plain mode (the pipeline's FreeNoise flag off) while the windowed blocks stay in.
+            pipe._free_noise_context_length = None
+        else:
+            shape = (1, pipe.unet.config.in_channels, job.frames, job.height // pipe.vae_scale_factor,
+                     job.width // pipe.vae_scale_factor)
+            noise = randn_tensor(shape, generator=generator, dtype=torch.float32)
+        noise = noise.to(pipe.unet.dtype)
+        known = {"latents": carried}
+
+        def put_back_known(pipe_, step, timestep, latents):
+            if known["latents"] is None:  # a video's own frames: encoded once, under the memory plan
+                known["latents"] = self.encode_frames(pipe_, context)
+            clean = known["latents"].to(latents.device, latents.dtype)
+            timesteps = pipe_.scheduler.timesteps
+            if step + 1 < len(timesteps):  # the latents are now at the next step's noise level
+                noisy = pipe_.scheduler.add_noise(clean, noise[:, :, :known_count].to(latents.device),
+                                                  timesteps[step + 1:step + 2])
+            else:
+                noisy = clean  # the last step: the known frames exactly
+            latents = latents.clone()
+            latents[:, :, :known_count] = noisy
+            return latents
+
+        return Continuation({"latents": noise}, put_back_known, close)
+
+    @_inference
+    def encode_frames(self, pipe, frames):
+        """PIL frames -> (1, C, T, h, w) latents (the VAE's mode, scaled as the UNet sees them)."""
+        vae = pipe.vae
+        pixels = pipe.video_processor.preprocess(list(frames))  # (T, 3, H, W) in -1..1
+        param = next(vae.parameters())
+        latent = vae.encode(pixels.to(param.device, vae.dtype)).latent_dist.mode() * vae.config.scaling_factor
+        return latent.permute(1, 0, 2, 3).unsqueeze(0)
+
+
+# FreeNoise (Qiu et al. 2023) as diffusers implements it: motion attention in windows of the frames the
+# motion modules were trained on, a window starting every FREE_NOISE_STRIDE frames (diffusers' defaults).
+FREE_NOISE_WINDOW = 16
+FREE_NOISE_STRIDE = 4
 
 
 # ========================================================================= size profiles
@@ -145,13 +224,14 @@ FAMILY = ModelFamily(
     pipelines={
         "t2v": "AnimateDiffPipeline",
         "v2v": "AnimateDiffVideoToVideoPipeline",
+        "continue": "AnimateDiffPipeline",  # text to video with known first frames (extension)
     },
     frame_multiple=1,
     size_multiple=8,
     default_width=512,
     default_height=512,
     default_frames=16,
-    max_frames=32,  # motion modules are trained on 16 frames; longer needs FreeNoise (extend)
+    max_frames=32,  # motion modules are trained on 16 frames; an extension segment over 16 runs FreeNoise
     default_fps=8,
     default_steps=25,
     default_guidance=7.5,
@@ -169,12 +249,18 @@ FAMILY = ModelFamily(
             _animatediff_pipeline),
     },
     presets=(
-        ModelPreset("tiny-animatediff", "animatediff", {"t2v": "tiny-animatediff"},
+        ModelPreset("tiny-animatediff", "animatediff", {"t2v": "tiny-animatediff", "continue": "tiny-animatediff"},
                     "tiny random AnimateDiff (noise; for smoke tests)", dtype="float32", tiny=True),
-        ModelPreset("animatediff-sd15", "animatediff", {"t2v": "emilianJR/epiCRealism"},
+        ModelPreset("animatediff-sd15", "animatediff", {"t2v": "emilianJR/epiCRealism",
+                                                         "continue": "emilianJR/epiCRealism"},
                     "AnimateDiff v1-5-2 motion adapter on an SD 1.5 checkpoint",
                     size_profile="animatediff-sd15", dtype="float16",
                     extra_repos={"motion_adapter": "guoyww/animatediff-motion-adapter-v1-5-2"}),
     ),
     latent_rgb_factors=SD15_LATENT_RGB_FACTORS,
+    # Extension: 32-frame segments (FreeNoise windows of 16) continuing from the last 8 frames, 4 crossfaded.
+    continue_with=("continue",),
+    extend_context=8,
+    extend_overlap=4,
+    extend_segment_frames=32,
 )

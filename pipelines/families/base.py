@@ -103,6 +103,23 @@ class FamilyAdapter:
             inputs["last_image"] = images["last_image"]
         return inputs
 
+    # Whether ``continuation`` can take the latents of the frames it continues from (``carried``) instead
+    # of their pixels: the VAE round trip each segment is skipped (see ``Continuation``).
+    carries_latents: bool = False
+
+    def continuation(self, pipe, job: JobSpec, context: list[Any], carried=None) -> Continuation:
+        """How ``job.task``'s pipeline continues a video whose last frames are ``context`` (PIL images at the
+        job's size, oldest first). ``carried``: those frames' latents from the generation that made them
+        (only for an adapter that ``carries_latents``; None: start from the pixels). Called before the memory
+        plan is applied, so what it changes in the pipeline is placed by the plan. Default: the pipeline's
+        own conditioning inputs (``continuation_inputs``)."""
+        return Continuation(self.continuation_inputs(pipe, job, context))
+
+    def latent_frames(self, latents, start: int, end: int):
+        """Frames ``start:end`` of a generation's final latents, as ``continuation`` takes them back
+        (adapters that ``carries_latents``)."""
+        raise NotImplementedError
+
     def continuation_inputs(self, pipe, job: JobSpec, context: list[Any]) -> dict[str, Any]:
         """Inputs that make ``job.task``'s pipeline continue a video whose last frames are ``context``
         (PIL images at the job's size, oldest first): the generation's first ``len(context)`` frames
@@ -147,6 +164,20 @@ class FamilyAdapter:
         adapter = copy.copy(self)
         adapter.latent_rgb_factors, adapter.latent_rgb_bias = factors, bias
         return adapter
+
+
+@dataclass
+class Continuation:
+    """What a pipeline call needs to continue a video (``FamilyAdapter.continuation``).
+
+    ``inputs``: extra arguments of the call. ``on_step(pipe, step, timestep, latents)``: called after each
+    denoising step with the latents the scheduler just made; returns them edited (e.g. the known frames
+    put back) or as they are. ``close()``: undoes what was done to the pipeline for this call; the engine
+    calls it once the call is over, however it ended."""
+
+    inputs: dict[str, Any]
+    on_step: Callable[[Any, int, Any, Any], Any] | None = None
+    close: Callable[[], None] | None = None
 
 
 def latents_to_rgb(video, factors=None, bias=None):
@@ -232,6 +263,7 @@ class ModelFamily:
     extend_context: int = 1
     extend_overlap: int = 0
     continuation_repeats_context: bool = True  # its first len(context) frames repeat the context (else: new only)
+    extend_segment_frames: int | None = None  # frames per extension segment (None: default_frames)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "adapter", self.adapter.with_latent_rgb(self.latent_rgb_factors,

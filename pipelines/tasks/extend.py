@@ -127,6 +127,9 @@ def extend(job: ExtendJob, events: Events, cancel: CancelToken, manager: ModelMa
         context = np.zeros((0, layout.height, layout.width, 3), np.uint8)
     held = context[len(context) - layout.overlap:] if layout.overlap else context[:0]
     reference = context if len(context) else None
+    # The context's latents, for a family that carries them from segment to segment (no VAE round trip).
+    carries = family.adapter.carries_latents
+    carried = None
     seams: list[float] = []
     n = len(layout.segments)
     try:
@@ -136,14 +139,21 @@ def extend(job: ExtendJob, events: Events, cancel: CancelToken, manager: ModelMa
                 state = store.load_state(segment.index)
                 context, held = state["context"], state["held"]
                 reference = state["reference"] if state["reference"].size else None
+                carried = _tensor(state["latents"]) if state.get("latents") is not None and state["latents"].size \
+                    else None
                 seams.append(store.segments[segment.index].get("seam_score"))
                 continue
             cancel.raise_if_cancelled()
             conditioned = segment.task != "t2v"
             made = _generate(job, layout, segment, context if conditioned else None,
-                             events.nested("segment", segment.index, n), cancel, manager, memory)
+                             carried if conditioned else None, events.nested("segment", segment.index, n), cancel,
+                             manager, memory, keep_latents=carries)
             frames = _to_size(made.frames, layout.width, layout.height)
             used = layout.context if conditioned and layout.repeats_context else 0
+            if carries:  # the next context is the last K frames made: their latents, when all are this segment's
+                end = used + segment.new_frames
+                carried = family.adapter.latent_frames(made.latents, end - layout.context, end) \
+                    if end >= layout.context else None
             repeated, new = frames[:used], frames[used:used + segment.new_frames]
             if len(new) < segment.new_frames:
                 raise KinetographError(f"The model made {len(frames)} frames where {used + segment.new_frames} were "
@@ -173,7 +183,8 @@ def extend(job: ExtendJob, events: Events, cancel: CancelToken, manager: ModelMa
                                       "new_shot": segment.new_shot, "frames": len(finished), "seam_score": seam,
                                       "context_sha256": frames_hash(context)},
                       {"context": context, "held": held, "reference": reference if reference is not None else
-                       np.zeros((0,), np.uint8)})
+                       np.zeros((0,), np.uint8),
+                       "latents": carried.float().numpy() if carried is not None else np.zeros((0,), np.float32)})
             events.partial(store.video_path(segment.index), f"segment {segment.index + 1} of {n}")
             del made, frames, repeated, new, finished
     except BaseException:
@@ -269,7 +280,8 @@ def _layout(job: ExtendJob, info, family, continuation: str) -> Layout:
         width = round_size(job.width or family.default_width, family.size_multiple)
         height = round_size(job.height or family.default_height, family.size_multiple)
         gen_width, gen_height, existing = width, height, 0
-    segment_frames = _rule(job.segment_frames or family.default_frames, family.frame_multiple)
+    segment_frames = _rule(job.segment_frames or family.extend_segment_frames or family.default_frames,
+                           family.frame_multiple)
     segment_frames = min(segment_frames, _rule(family.max_frames, family.frame_multiple))
     if repeats and segment_frames <= context:
         raise KinetographError(f"--segment-frames {segment_frames} leaves no new frames after the {context} frames "
@@ -309,9 +321,9 @@ def _held_at_start(layout: Layout) -> int:
     return layout.overlap if layout.existing else 0
 
 
-def _generate(job: ExtendJob, layout: Layout, segment: Segment, context, events: Events, cancel: CancelToken,
-              manager: ModelManager, memory):
-    """One segment's frames (at the generation size)."""
+def _generate(job: ExtendJob, layout: Layout, segment: Segment, context, carried, events: Events,
+              cancel: CancelToken, manager: ModelManager, memory, keep_latents: bool):
+    """One segment's frames (at the generation size); ``carried``: the context's latents (or None)."""
     from .generate import _frames
 
     # The context goes in as ``continuation`` frames, not as image files: the spec names no images.
@@ -319,7 +331,14 @@ def _generate(job: ExtendJob, layout: Layout, segment: Segment, context, events:
                    frames=layout.segment_frames, fps=layout.fps, width=layout.gen_width, height=layout.gen_height,
                    steps=job.steps, guidance=job.guidance, seed=segment.seed, name="segment")
     return _frames(spec, None, events, cancel, manager, memory, None,
-                   continuation=None if context is None else list(context))
+                   continuation=None if context is None else list(context), carried=carried,
+                   keep_latents=keep_latents)
+
+
+def _tensor(array: np.ndarray):
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(array))
 
 
 def _to_size(frames: np.ndarray, width: int, height: int) -> np.ndarray:

@@ -11,6 +11,7 @@ failed job leaves no file behind.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as _dt
 import random
@@ -73,6 +74,7 @@ class GeneratedFrames:
     timings: dict[str, float] = field(default_factory=dict)  # load, encode, denoise, decode (seconds)
     inputs: dict[str, str] = field(default_factory=dict)
     encoded_prompt: EncodedPrompt | None = None  # pass to the next generate_frames of the same prompt
+    latents: Any = None  # the final latents (on the CPU), only when asked for (``keep_latents``: extension)
 
     @property
     def model(self) -> dict[str, Any]:
@@ -154,9 +156,11 @@ def generate_frames(job: JobSpec, images: dict[str, Any] | None = None, events: 
 
 
 def _frames(job: JobSpec, images: dict[str, Any] | None, events: Events, cancel: CancelToken, manager: ModelManager,
-            memory: MemoryOptions, encoded_prompt: EncodedPrompt | None, continuation=None) -> GeneratedFrames:
+            memory: MemoryOptions, encoded_prompt: EncodedPrompt | None, continuation=None, carried=None,
+            keep_latents: bool = False) -> GeneratedFrames:
     """``generate_frames`` for a job already checked. ``continuation``: RGB uint8 frames (the last of a
-    video) that the generation continues from (``FamilyAdapter.continuation_inputs``; extension)."""
+    video) that the generation continues from, ``carried``: their latents where the family carries them
+    (``FamilyAdapter.continuation``; extension). ``keep_latents``: return the final latents too."""
     import torch
 
     # ---- before anything is loaded: the model, the images, the family's rules
@@ -203,71 +207,79 @@ def _frames(job: JobSpec, images: dict[str, Any] | None, events: Events, cancel:
     job = job.adapted_to(source.family, *adapter.model_rules(pipe))  # the loaded model's real ratios
     adapter.check_model(pipe, job)  # what the loaded model cannot do (e.g. a step count its scheduler refuses)
     pil_images, image_notes = fit_images(image_arrays, job.width, job.height)
+    continues = None
     if continuation is not None:
         context = [fit_images({"context": frame}, job.width, job.height)[0]["context"] for frame in continuation]
-        task_inputs = adapter.continuation_inputs(pipe, job, context)
+        continues = adapter.continuation(pipe, job, context, carried)
+        task_inputs = continues.inputs
     else:
         task_inputs = adapter.task_inputs(pipe, job, pil_images)
-    if ladder is None or (job.frames, job.height, job.width) != (shape.frames, shape.height, shape.width):
-        shape, ladder = make_ladder(measure_components(pipe), job)
-    runner = StageRunner(ladder, apply=lambda plan: apply_plan(pipe, plan, facts),
-                         after_stage=lambda stage, plan: finish_stage(pipe, plan, stage),
-                         stage_peaks=facts.has_cuda, facts=facts)  # per-stage peaks: what CUDA really held
-    runner.start()
-    generator = torch.Generator("cpu").manual_seed(job.seed)
-    _reset_peaks(facts)
+    with contextlib.ExitStack() as cleanup:
+        if continues is not None and continues.close is not None:
+            cleanup.callback(continues.close)  # the pipeline as it was, however the call ends
+        if ladder is None or (job.frames, job.height, job.width) != (shape.frames, shape.height, shape.width):
+            shape, ladder = make_ladder(measure_components(pipe), job)
+        runner = StageRunner(ladder, apply=lambda plan: apply_plan(pipe, plan, facts),
+                             after_stage=lambda stage, plan: finish_stage(pipe, plan, stage),
+                             stage_peaks=facts.has_cuda, facts=facts)  # per-stage peaks: what CUDA really held
+        runner.start()
+        generator = torch.Generator("cpu").manual_seed(job.seed)
+        _reset_peaks(facts)
 
-    def on_step(pipe_, step: int, timestep, callback_kwargs):
-        cancel.raise_if_cancelled()  # raising here is diffusers' clean hard stop
-        total = pipe_.num_timesteps
-        events.progress("denoise", step + 1, total)
-        if events.wants_preview(step + 1) and "latents" in callback_kwargs:
-            events.preview(adapter.preview(pipe_, callback_kwargs["latents"], job), step + 1, total)
-        return callback_kwargs
+        def on_step(pipe_, step: int, timestep, callback_kwargs):
+            cancel.raise_if_cancelled()  # raising here is diffusers' clean hard stop
+            if continues is not None and continues.on_step is not None and "latents" in callback_kwargs:
+                callback_kwargs["latents"] = continues.on_step(pipe_, step, timestep, callback_kwargs["latents"])
+            total = pipe_.num_timesteps
+            events.progress("denoise", step + 1, total)
+            if events.wants_preview(step + 1) and "latents" in callback_kwargs:
+                events.preview(adapter.preview(pipe_, callback_kwargs["latents"], job), step + 1, total)
+            return callback_kwargs
 
-    def encode():
-        embeds = ready_embeds if ready_embeds is not None else adapter.encode_prompt(
-            pipe, job, runner.plan.text_encode_device)
-        # The plan may encode on the CPU; the denoiser wants its inputs where it runs.
-        return {k: v.to(facts.execution_device) if isinstance(v, torch.Tensor) else v for k, v in embeds.items()}
+        def encode():
+            embeds = ready_embeds if ready_embeds is not None else adapter.encode_prompt(
+                pipe, job, runner.plan.text_encode_device)
+            # The plan may encode on the CPU; the denoiser wants its inputs where it runs.
+            return {k: v.to(facts.execution_device) if isinstance(v, torch.Tensor) else v for k, v in embeds.items()}
 
-    def denoise():
-        with torch.inference_mode():
-            return pipe(**embeds, **task_inputs, **adapter.call_kwargs(job),
-                        generator=generator, output_type="latent", callback_on_step_end=on_step).frames
+        def denoise():
+            with torch.inference_mode():
+                return pipe(**embeds, **task_inputs, **adapter.call_kwargs(job),
+                            generator=generator, output_type="latent", callback_on_step_end=on_step).frames
 
-    def decode():  # adapters run their encode/decode under inference_mode themselves
-        return adapter.decode(pipe, latents, job, generator, chunk=runner.plan.decode_chunk_size)
+        def decode():  # adapters run their encode/decode under inference_mode themselves
+            return adapter.decode(pipe, latents, job, generator, chunk=runner.plan.decode_chunk_size)
 
-    # ---- the stages
-    events.progress("encode", 0, 1)
-    embeds = runner.run("encode", encode, generator=generator, timings=timings)
-    events.progress("encode", 1, 1)
-    cancel.raise_if_cancelled()
-    latents = runner.run("denoise", denoise, generator=generator, timings=timings)
-    cancel.raise_if_cancelled()
-    events.progress("decode", 0, 1)
-    decoded = runner.run("decode", decode, generator=generator, timings=timings)
-    frames = as_uint8_frames(decoded)  # adapters decode to float 0..1; convert once, as the writer would
-    del decoded
-    events.progress("decode", 1, 1)
-    cancel.raise_if_cancelled()
+        # ---- the stages
+        events.progress("encode", 0, 1)
+        embeds = runner.run("encode", encode, generator=generator, timings=timings)
+        events.progress("encode", 1, 1)
+        cancel.raise_if_cancelled()
+        latents = runner.run("denoise", denoise, generator=generator, timings=timings)
+        cancel.raise_if_cancelled()
+        events.progress("decode", 0, 1)
+        decoded = runner.run("decode", decode, generator=generator, timings=timings)
+        frames = as_uint8_frames(decoded)  # adapters decode to float 0..1; convert once, as the writer would
+        del decoded
+        events.progress("decode", 1, 1)
+        cancel.raise_if_cancelled()
 
-    measured = runner.memory_record() if facts.has_cuda else {}
-    memory_record = {
-        "plan": runner.plan.to_dict(),
-        "explanation": runner.plan.explain(),
-        "predicted_peak_vram_bytes": runner.plan.predicted_peak_vram_bytes,
-        "predicted_peak_ram_bytes": runner.plan.predicted_peak_ram_bytes,
-        "measured_peak_vram_bytes": (measured.get("job_peaks") or {}).get("max_allocated_bytes"),
-        "measured_peak_ram_bytes": _peak_rss(),
-        **measured,  # stage_peaks (allocated, reserved, device used, RSS per stage), job_peaks, budget kept
-    }
-    return GeneratedFrames(frames=frames, job=job, source=source, device=facts, memory=memory_record,
-                           attempts=runner.attempts,
-                           notes=[*job.adjustments, *read_notes, *image_notes, *_unused_memory_notes(memory, facts),
-                                  *runner.notes],
-                           timings=timings, inputs=dict(inputs), encoded_prompt=EncodedPrompt(prompt_key, embeds))
+        measured = runner.memory_record() if facts.has_cuda else {}
+        memory_record = {
+            "plan": runner.plan.to_dict(),
+            "explanation": runner.plan.explain(),
+            "predicted_peak_vram_bytes": runner.plan.predicted_peak_vram_bytes,
+            "predicted_peak_ram_bytes": runner.plan.predicted_peak_ram_bytes,
+            "measured_peak_vram_bytes": (measured.get("job_peaks") or {}).get("max_allocated_bytes"),
+            "measured_peak_ram_bytes": _peak_rss(),
+            **measured,  # stage_peaks (allocated, reserved, device used, RSS per stage), job_peaks, budget kept
+        }
+        return GeneratedFrames(frames=frames, job=job, source=source, device=facts, memory=memory_record,
+                               attempts=runner.attempts,
+                               notes=[*job.adjustments, *read_notes, *image_notes, *_unused_memory_notes(memory, facts),
+                                      *runner.notes],
+                               timings=timings, inputs=dict(inputs), encoded_prompt=EncodedPrompt(prompt_key, embeds),
+                               latents=latents.detach().to("cpu", copy=True) if keep_latents else None)
 
 
 # ------------------------------------------------------------------------ helpers
