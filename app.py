@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -487,7 +488,9 @@ def main(argv: list[str] | None = None) -> int:
     func = getattr(args, "func", cmd_ui)
     previous = _catch_termination()
     try:
-        return func(args)
+        code = func(args)
+        sys.stdout.flush()  # here, where a closed pipe is caught below, not at exit
+        return code
     except JobCancelled as exc:
         print(f"cancelled: {exc}", file=sys.stderr)
         return 130
@@ -501,6 +504,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc.worded({field: cli_word(field, args.command) for field in exc.fields})}",
               file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader of our output went away (``app.py info X | head``): stop quietly, as other tools do. What is
+        # left to print goes nowhere, so that Python's flush at exit does not raise again (Python's own recipe).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)

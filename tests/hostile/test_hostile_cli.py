@@ -268,6 +268,16 @@ def test_in_a_real_process(args, place, capsys):
     assert result.returncode == 2
 
 
+def test_a_reader_that_stops_early_gets_no_traceback(place):
+    """``app.py info X | true``: the pipe is closed before the metadata is printed (the child is still starting)."""
+    reader = subprocess.Popen([sys.executable, str(REPO / "app.py"), "info", str(place / "corpus" / "good.mp4")],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=place,
+                              env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    reader.stdout.close()
+    _, err = reader.communicate(timeout=120)
+    assert reader.returncode == 141 and b"Traceback" not in err and b"Exception ignored" not in err, err
+
+
 def test_a_transparent_start_image_is_said_to_be_composited(place, corpus, capsys):
     from pipelines.video_io import read_metadata
 
