@@ -124,7 +124,7 @@ class FamilyAdapter:
         """Inputs that make ``job.task``'s pipeline continue a video whose last frames are ``context``
         (PIL images at the job's size, oldest first): the generation's first ``len(context)`` frames
         repeat them. Default: image to video from the last frame (``context`` is that one frame)."""
-        if job.task == "i2v":
+        if job.task == "i2v":  # pixels: an image-to-video call starts from an image, never from latents
             return {"image": context[-1]}
         raise KinetographError(f"The {job.task!r} pipeline of this family cannot continue a video.")
 

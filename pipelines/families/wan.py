@@ -64,6 +64,7 @@ class WanAdapter(FamilyAdapter):
     def continuation_inputs(self, pipe, job, context):
         if job.task == "v2v" and type(pipe).__name__.startswith("SkyReelsV2DiffusionForcing"):
             # Diffusion forcing's long-video mode: what exists is history; the call returns the frames after it.
+            # (Pixels, encoded by the call's own VAE pass: it takes no latents of the last segment.)
             return {"video": list(context), "overlap_history": len(context)}
         if job.task != "vace":
             return super().continuation_inputs(pipe, job, context)

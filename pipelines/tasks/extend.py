@@ -1,8 +1,10 @@
 """The extension task: continue a video (or make a long one from a prompt timeline) segment by segment.
 
 Each segment is one generation continuing from the last ``K`` frames of what exists (the family's
-``continue_with`` pipeline: LTX's condition pipeline, Wan VACE, else image-to-video from the last
-frame). Its first ``K`` frames repeat the context: the last ``overlap`` of those are crossfaded with
+``continue_with`` pipeline: LTX's condition pipeline, Wan VACE, SkyReels-V2 diffusion forcing, AnimateDiff
+with FreeNoise, else image-to-video from the last frame). A family whose adapter ``carries_latents``
+(AnimateDiff) gets the context as the latents the last segment ended with, not as pixels to encode again.
+Its first ``K`` frames repeat the context: the last ``overlap`` of those are crossfaded with
 the frames they repeat, the rest dropped; the new frames follow. Colours are anchored to the
 reference (the frames the video continues from, or a new shot's first segment) so they do not
 creep from window to window. Every join gets a seam score.
