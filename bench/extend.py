@@ -24,6 +24,7 @@ benchmark-only wrapper around the segment generation (``_SIMULATED_DRIFT`` below
 and its rows are labelled as simulated.
 
     python bench/extend.py                    # tiny-ltx, base 5 s at 8 fps; writes bench/results/extend-cpu-<date>.md
+    python bench/extend.py --model tiny-animatediff --segment-frames 32   # writes extend-tiny-animatediff-cpu-<date>.md
     python bench/extend.py --dry-run          # base 1 s, 1x and 2x, one repeat; writes nothing (the test runs this)
 """
 from __future__ import annotations
@@ -225,7 +226,8 @@ def summary(rows, off, simulated, lengths, args) -> list[str]:
 
 def _write_results(args, base, rows, off, simulated, lines) -> None:
     day = _dt.date.today().isoformat()
-    out = ROOT / "bench" / "results" / f"extend-cpu-{day}.md"
+    model = "" if args.model == "tiny-ltx" else "-" + "".join(c if c.isalnum() or c in ".-" else "-" for c in args.model)
+    out = ROOT / "bench" / "results" / f"extend{model}-cpu-{day}.md"  # another model: its own file
     table = ["| length | frames added | segments | runs | intervals | peak RSS (MB) | s / frame (steady) | "
              "s / frame (end to end) | worst seam | drift (dE) |", "|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
