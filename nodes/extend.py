@@ -57,7 +57,8 @@ class KinetographExtend:
         return {
             "required": {
                 "model": (_comfy.MODEL_TYPE, {"tooltip": "From Kinetograph: Load Video Model (a model that can "
-                                                         "continue a video: LTX-Video, Wan; tiny-* for tests)."}),
+                                                         "continue a video: LTX-Video, Wan, SkyReels-V2, AnimateDiff, SVD; "
+                                                         "tiny-* for tests)."}),
                 "seconds": ("FLOAT", {"default": 2.0, "min": 0.01, "max": MAX_EXTEND_SECONDS, "step": 0.1,
                                       "tooltip": "How many seconds to add (or the length of a video made from "
                                                  "nothing)."}),
